@@ -1,0 +1,41 @@
+"""Builds every C kernel in csrc/ into one cffi API-mode extension, ``legato._kernels``.
+
+Each header exposes its Python-visible declarations between ``/* cffi:begin */`` and
+``/* cffi:end */`` markers, so the header stays the single source of truth for the interface.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cffi import FFI
+
+CSRC = Path(__file__).resolve().parent
+MARKED = re.compile(r"/\* cffi:begin \*/(.*?)/\* cffi:end \*/", re.S)
+
+
+def _declarations(header: Path) -> str:
+    return "\n".join(block.strip() for block in MARKED.findall(header.read_text()))
+
+
+def _build() -> FFI:
+    headers = sorted(CSRC.glob("*.h"))
+    sources = sorted(CSRC.glob("*.c"))
+    builder = FFI()
+    builder.cdef("\n".join(_declarations(h) for h in headers))
+    builder.set_source(
+        "legato._kernels",
+        "\n".join(f'#include "{h.name}"' for h in headers),
+        sources=[str(s.relative_to(CSRC.parent)) for s in sources],
+        include_dirs=[str(CSRC.relative_to(CSRC.parent))],
+        extra_compile_args=["-std=c11", "-O3", "-fno-fast-math", "-Wall", "-Wextra"],
+        libraries=["m"],
+    )
+    return builder
+
+
+ffibuilder = _build()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

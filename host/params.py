@@ -1,0 +1,108 @@
+"""Structuring and validating a stage's params from config values: strict scalar types, declared
+ranges and choices, unknown names with a suggestion, then the stage type's own cross-field check."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+from .stage import StageType
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+@attrs.frozen
+class ParamError:
+    """One problem with one param: ``key`` is the param name (or "" for the whole table)."""
+
+    key: str
+    message: str
+
+
+class ParamsInvalid(ValueError):
+    def __init__(self, errors: list[ParamError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.key}: {e.message}" if e.key else e.message for e in errors))
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _type_error(expected: Any, value: Any) -> str | None:
+    """Strict TOML-ish type check for scalar params (no silent 2048.5 -> 2048, no bool as int)."""
+    origin = typing.get_origin(expected)
+    if origin is typing.Literal:
+        options = typing.get_args(expected)
+        if value not in options:
+            return f"must be one of {', '.join(repr(o) for o in options)}, got {value!r}"
+        return None
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected in (bool, str):
+        ok = isinstance(value, expected)
+    else:
+        return None
+    if not ok:
+        return f"must be {_TYPE_NAMES[expected]}, got {type(value).__name__} {value!r}"
+    return None
+
+
+def _range_error(meta: Mapping[str, Any], value: Any) -> str | None:
+    unit = f" {meta['unit']}" if meta.get("unit") else ""
+    low, high, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return f"must be a finite number, got {value!r}"
+    if low is not None and value < low:
+        return f"must be at least {low}{unit}, got {value}"
+    if high is not None and value > high:
+        return f"must be at most {high}{unit}, got {value}"
+    return None
+
+
+def build_params(stage_type: StageType, raw: Mapping[str, Any]) -> Any:
+    """Turn config values into the stage type's params instance, or raise ParamsInvalid listing
+    every problem found."""
+    cls = attrs.resolve_types(stage_type.params)
+    fields = {f.name: f for f in attrs.fields(cls)}
+    errors: list[ParamError] = []
+    for key, value in raw.items():
+        field = fields.get(key)
+        if field is None:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(fields) or "none"
+            errors.append(
+                ParamError(
+                    key,
+                    f"unknown param for stage type {stage_type.name!r}{hint} (params: {known})",
+                )
+            )
+            continue
+        problem = _type_error(field.type, value) or _range_error(
+            field.metadata.get("legato", {}), value
+        )
+        if problem:
+            errors.append(ParamError(key, problem))
+    if errors:
+        raise ParamsInvalid(errors)
+    values = {k: (float(v) if fields[k].type is float else v) for k, v in raw.items()}
+    try:
+        params = _converter.structure(values, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise ParamsInvalid([ParamError("", f"invalid params: {exc}")]) from exc
+    if stage_type.check is not None:
+        problems = [ParamError(k, m) for k, m in stage_type.check(params)]
+        if problems:
+            raise ParamsInvalid(problems)
+    return params

@@ -1,0 +1,127 @@
+"""The stage interface: a self-describing stage *type* and the streaming *instance* it creates.
+
+A stage type declares its parameters (an attrs class whose fields carry units and ranges), its
+outputs and what audio it consumes, so `legato plugins`, `legato check`, docs and clients can read
+its interface without running it (the Vamp descriptor idea).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import attrs
+import numpy as np
+
+Event = dict[str, Any]
+"""One analysis result: at least ``kind`` and ``sample`` (int, samples since stream start)."""
+
+
+@attrs.frozen
+class StreamFormat:
+    """What a stage instance is fed: the session's sample rate and its channel count."""
+
+    sample_rate: int
+    channels: int
+
+
+class Stage(Protocol):
+    """A streaming stage instance. Blocks may have any length (including 0); results must not
+    depend on how the stream was split."""
+
+    def process(self, block: np.ndarray) -> list[Event]:
+        """Consume the next block (float32, C-contiguous; shape (n,) for mono stages, (n, ch)
+        otherwise) and return the events completed by it."""
+        ...
+
+    def finish(self) -> list[Event]:
+        """End of stream: return the remaining events and any ``summary``."""
+        ...
+
+
+def param(
+    default: Any,
+    *,
+    doc: str,
+    unit: str = "",
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """Declare a stage parameter: an attrs field whose metadata describes it to users."""
+    meta = {"doc": doc, "unit": unit, "min": min, "max": max, "choices": choices}
+    return attrs.field(default=default, metadata={"legato": meta}, kw_only=True)
+
+
+@attrs.frozen
+class ParamSpec:
+    """A parameter as described to users (from the params class's field metadata)."""
+
+    name: str
+    type: str
+    default: Any
+    doc: str
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+@attrs.frozen
+class OutputSpec:
+    """One kind of event a stage emits, the fields it carries (field -> unit) and its rate:
+    ``per_hop`` (one every ``hop`` samples), ``variable`` (when something happens) or ``end``."""
+
+    kind: str
+    doc: str
+    rate: Literal["per_hop", "variable", "end"]
+    fields: Mapping[str, str]
+
+
+InputKind = Literal["mono", "multichannel"]
+
+
+@attrs.frozen
+class StageType:
+    """Everything the host needs to validate, describe and instantiate a stage."""
+
+    name: str
+    doc: str
+    params: type
+    create: Callable[[Any, StreamFormat], Stage]
+    outputs: tuple[OutputSpec, ...]
+    input: InputKind = "mono"
+    check: Callable[[Any], list[tuple[str, str]]] | None = None
+    """Cross-field validation: returns (param name, message) pairs for invalid combinations."""
+
+    def param_specs(self) -> list[ParamSpec]:
+        specs = []
+        for field in attrs.fields(self.params):
+            meta = field.metadata.get("legato", {})
+            type_name = getattr(field.type, "__name__", str(field.type))
+            specs.append(
+                ParamSpec(
+                    name=field.name,
+                    type=type_name,
+                    default=field.default,
+                    doc=meta.get("doc", ""),
+                    unit=meta.get("unit", ""),
+                    min=meta.get("min"),
+                    max=meta.get("max"),
+                    choices=meta.get("choices"),
+                )
+            )
+        return specs
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description, as printed by `legato plugins`."""
+        return {
+            "type": self.name,
+            "doc": self.doc,
+            "input": self.input,
+            "params": [attrs.asdict(p) for p in self.param_specs()],
+            "outputs": [
+                {"kind": o.kind, "doc": o.doc, "rate": o.rate, "fields": dict(o.fields)}
+                for o in self.outputs
+            ],
+        }

@@ -1,0 +1,1 @@
+"""Built-in stage plugins, each registered through the ``legato`` entry-point group."""

@@ -1,0 +1,1 @@
+"""onsets_flux (in progress)."""

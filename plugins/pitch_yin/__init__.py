@@ -1,0 +1,1 @@
+"""pitch_yin (in progress)."""
