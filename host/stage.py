@@ -8,7 +8,7 @@ its interface without running it (the Vamp descriptor idea).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import numpy as np
@@ -36,6 +36,20 @@ class Stage(Protocol):
 
     def finish(self) -> list[Event]:
         """End of stream: return the remaining events and any ``summary``."""
+        ...
+
+
+@runtime_checkable
+class AudioStage(Protocol):
+    """A stage whose output is audio (same rate and channel count as its input) plus events;
+    downstream stages may consume that audio. Same chunk-invariance rule as ``Stage``."""
+
+    def process_audio(self, block: np.ndarray) -> tuple[np.ndarray, list[Event]]:
+        """Consume a block; return the output audio ready so far and the completed events."""
+        ...
+
+    def finish_audio(self) -> tuple[np.ndarray, list[Event]]:
+        """End of stream: return the remaining audio (e.g. a limiter's lookahead) and events."""
         ...
 
 
@@ -91,12 +105,14 @@ class StageType:
     create: Callable[[Any, StreamFormat], Stage]
     outputs: tuple[OutputSpec, ...]
     input: InputKind = "mono"
+    produces_audio: bool = False
+    """True for stages whose output audio can feed other stages (e.g. mastering)."""
     check: Callable[[Any], list[tuple[str, str]]] | None = None
     """Cross-field validation: returns (param name, message) pairs for invalid combinations."""
 
     def param_specs(self) -> list[ParamSpec]:
         specs = []
-        for field in attrs.fields(self.params):
+        for field in attrs.fields(attrs.resolve_types(self.params)):
             meta = field.metadata.get("legato", {})
             type_name = getattr(field.type, "__name__", str(field.type))
             specs.append(
@@ -119,6 +135,7 @@ class StageType:
             "type": self.name,
             "doc": self.doc,
             "input": self.input,
+            "produces_audio": self.produces_audio,
             "params": [attrs.asdict(p) for p in self.param_specs()],
             "outputs": [
                 {"kind": o.kind, "doc": o.doc, "rate": o.rate, "fields": dict(o.fields)}

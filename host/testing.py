@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .graph import downmix
 from .registry import Registry, load_registry
 from .stage import Event, Stage, StageType, StreamFormat
 
@@ -40,9 +41,8 @@ def make_stage(
 def stage_input(st: StageType, audio: np.ndarray) -> np.ndarray:
     """Shape audio the way the graph feeds this stage type (mono downmix or (n, ch))."""
     audio = np.asarray(audio, dtype=np.float32)
-    if st.input == "mono":
-        return np.ascontiguousarray(audio if audio.ndim == 1 else audio.mean(axis=1))
-    return np.ascontiguousarray(audio if audio.ndim == 2 else audio[:, None])
+    block = audio if audio.ndim == 2 else audio[:, None]
+    return downmix(block) if st.input == "mono" else np.ascontiguousarray(block)
 
 
 def run_blocks(

@@ -1,0 +1,57 @@
+"""Reading audio files for offline runs: any format libsndfile reads (WAV, FLAC, OGG, ...),
+streamed in float32 blocks so long files never sit in memory whole."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import LegatoError
+from .stage import StreamFormat
+
+BLOCK_FRAMES = 65536
+
+
+class AudioFile:
+    """An opened audio file; use as a context manager and iterate ``blocks()``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise LegatoError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise LegatoError(f"{self.path}: is a directory, not an audio file")
+        try:
+            self._file = sf.SoundFile(str(self.path))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+            raise LegatoError(
+                f"{self.path}: not a readable audio file (WAV, FLAC, OGG, ...): {exc}"
+            ) from None
+        if self._file.frames == 0:
+            self._file.close()
+            raise LegatoError(f"{self.path}: contains no audio samples")
+        self.format = StreamFormat(sample_rate=self._file.samplerate, channels=self._file.channels)
+        self.frames = self._file.frames
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """Yield (n, channels) float32 blocks until the end of the file."""
+        try:
+            while True:
+                block = self._file.read(frames, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    return
+                yield block
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise LegatoError(f"{self.path}: read error: {exc}") from None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

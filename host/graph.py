@@ -1,0 +1,99 @@
+"""The runtime graph: instantiates a pipeline's stages for one stream and pushes blocks through
+them in topological order, turning each stage's events into the public event contract.
+
+A stage reads either the stream itself (input ``audio``) or the audio produced by an upstream
+stage (an ``AudioStage``, such as a mastering stage); mono stages get a channel-mean downmix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import SOURCE, Pipeline
+from .stage import AudioStage, Event, Stage, StreamFormat
+
+
+class _Node:
+    def __init__(self, stage_id: str, source: str, mono: bool, stage: Stage) -> None:
+        self.id = stage_id
+        self.source = source
+        self.mono = mono
+        self.stage = stage
+        self.makes_audio = isinstance(stage, AudioStage)
+
+
+class Graph:
+    """One stream's live instance of a pipeline. Not thread-safe; one owner feeds it."""
+
+    def __init__(self, pipeline: Pipeline, fmt: StreamFormat) -> None:
+        if fmt.sample_rate <= 0 or fmt.channels <= 0:
+            raise ValueError(f"invalid stream format {fmt}")
+        self.pipeline = pipeline
+        self.format = fmt
+        self._nodes = [
+            _Node(s.id, s.inputs[0], s.type.input == "mono", s.type.create(s.params, fmt))
+            for s in pipeline.stages
+        ]
+
+    def process(self, block: np.ndarray) -> list[Event]:
+        """Feed one block of interleaved audio, shape (frames, channels), any length."""
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[1] != self.format.channels:
+            raise ValueError(
+                f"expected audio of shape (frames, {self.format.channels}), got {block.shape}"
+            )
+        return self._run(block, finishing=False)
+
+    def finish(self) -> list[Event]:
+        """End of stream: flush audio stages' tails downstream, then every stage's summaries."""
+        return self._run(None, finishing=True)
+
+    def _run(self, block: np.ndarray | None, finishing: bool) -> list[Event]:
+        outputs: dict[str, np.ndarray | None] = {SOURCE: block}
+        mixes: dict[str, np.ndarray] = {}
+        events: list[Event] = []
+        for node in self._nodes:
+            data = outputs[node.source]
+            if data is not None and node.mono:
+                if node.source not in mixes:
+                    mixes[node.source] = downmix(data)
+                data = mixes[node.source]
+            elif data is not None and data.ndim == 1:
+                data = data[:, None]
+            raw: list[Event] = []
+            if node.makes_audio:
+                audio: np.ndarray | None = None
+                if data is not None:
+                    audio, raw = node.stage.process_audio(data)
+                if finishing:
+                    tail, more = node.stage.finish_audio()
+                    audio = tail if audio is None else np.concatenate([audio, tail])
+                    raw = raw + more
+                outputs[node.id] = audio
+            else:
+                if data is not None:
+                    raw = node.stage.process(data)
+                if finishing:
+                    raw = raw + node.stage.finish()
+            events.extend(self._decorate(node.id, raw))
+        return events
+
+    def _decorate(self, stage_id: str, raw: list[Event]) -> list[Event]:
+        rate = self.format.sample_rate
+        out = []
+        for event in raw:
+            sample = event["sample"]
+            decorated: Event = {"stage": stage_id, "kind": event["kind"], "sample": sample}
+            decorated["t"] = sample / rate
+            decorated.update(event)
+            out.append(decorated)
+        return out
+
+
+def downmix(block: np.ndarray) -> np.ndarray:
+    """Mono mix (channel mean) for stages that analyse one signal."""
+    if block.ndim == 1:
+        return block
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0])
+    return np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))

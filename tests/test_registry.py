@@ -1,0 +1,79 @@
+"""Plugin discovery through entry points, host API checks, duplicate names, broken plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from legato import HOST_API_VERSION
+from legato.registry import Registry, load_registry
+
+BUILT_INS = {"pitch_yin", "onsets_flux", "dynamics"}
+
+
+def by_name(registry: Registry) -> dict:
+    return {p.name: p for p in registry.plugins}
+
+
+def test_built_in_stages_register_through_entry_points() -> None:
+    registry = load_registry()
+    plugins = by_name(registry)
+    for name in BUILT_INS:
+        assert plugins[name].error is None, plugins[name].error
+        assert plugins[name].distribution == "legato"
+        assert plugins[name].api_version == HOST_API_VERSION
+        assert name in registry.stages
+
+
+def test_third_party_plugin_is_discovered(example_registry: Registry) -> None:
+    plugins = by_name(example_registry)
+    owner = plugins[example_registry.stage_owner["zero_crossings"]]
+    assert owner.error is None
+    assert owner.distribution == "legato-example-plugin"
+    assert owner.version == "1.2.3"
+    assert owner.stages == ["zero_crossings"]
+
+
+def test_broken_plugin_is_reported_by_name_and_others_load(example_registry: Registry) -> None:
+    plugins = by_name(example_registry)
+    assert "broken" in plugins["broken"].error
+    assert "legato_example_missing_dependency" in plugins["broken"].error
+    assert BUILT_INS <= set(example_registry.stages)
+
+
+def test_host_api_mismatch_is_explained(example_registry: Registry) -> None:
+    error = by_name(example_registry)["future_api"].error
+    assert error == (
+        f"plugin 'future_api' targets legato host API 2, "
+        f"but this legato provides host API {HOST_API_VERSION}"
+    )
+
+
+def test_duplicate_stage_name_names_both_plugins(example_registry: Registry) -> None:
+    plugins = by_name(example_registry)
+    owner = example_registry.stage_owner["zero_crossings"]
+    loser = ({"duplicate", "zero_crossings"} - {owner}).pop()
+    assert plugins[loser].error == (
+        f"stage type 'zero_crossings' is registered by both plugin {owner!r} "
+        f"and plugin {loser!r}"
+    )
+    assert plugins[loser].stages == []
+
+
+def test_plugins_command_prints_json(example_plugin_site: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(example_plugin_site)}
+    done = subprocess.run(
+        [sys.executable, "-m", "legato.cli", "plugins"],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    listed = {p["name"]: p for p in json.loads(done.stdout)}
+    assert listed["zero_crossings"]["version"] == "1.2.3"
+    stage = listed["zero_crossings"]["stages"][0]
+    assert stage["type"] == "zero_crossings"
+    assert stage["params"][0]["name"] == "hop" and stage["params"][0]["unit"] == "samples"
+    assert listed["broken"]["error"]
+    for name in BUILT_INS:
+        assert [s["type"] for s in listed[name]["stages"]] == [name]
