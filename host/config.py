@@ -134,7 +134,9 @@ class _Checker:
             self.issue(at + ("doc",), "must be a string")
         stages_table = table.get("stages")
         if not isinstance(stages_table, dict) or not stages_table:
-            self.issue(at + ("stages",), "define at least one stage, e.g. [pipelines.NAME.stages.ID]")
+            self.issue(
+                at + ("stages",), "define at least one stage, e.g. [pipelines.NAME.stages.ID]"
+            )
             return None
         before = len(self.issues)
         stages = {}
@@ -157,7 +159,7 @@ class _Checker:
         type_name = table.get("type")
         stage_type = None
         if not isinstance(type_name, str):
-            self.issue(at + ("type",), "missing: every stage needs `type = \"<stage type>\"`")
+            self.issue(at + ("type",), 'missing: every stage needs `type = "<stage type>"`')
         elif type_name not in self.registry.stages:
             known = ", ".join(sorted(self.registry.stages)) or "none"
             failed = [p.name for p in self.registry.plugins if p.error]

@@ -8,10 +8,14 @@ inline tables or multi-line values fall back to the nearest enclosing key that h
 from __future__ import annotations
 
 import re
+import tomllib
 
 _HEADER = re.compile(r"^\s*\[\[?\s*(?P<key>[^\]]+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN = re.compile(r"""^\s*(?P<key>(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
-_PART = re.compile(r"""\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[A-Za-z0-9_-]+))\s*""")
+_SIMPLE = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_ASSIGN = re.compile(rf"^\s*(?P<key>{_SIMPLE}(?:\s*\.\s*{_SIMPLE})*)\s*=")
+_PART = re.compile(
+    r"""\s*(?:"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>[^']*)'|(?P<bare>[A-Za-z0-9_-]+))\s*"""
+)
 
 
 def split_key(text: str) -> tuple[str, ...]:
@@ -22,11 +26,22 @@ def split_key(text: str) -> tuple[str, ...]:
         match = _PART.match(text, pos)
         if not match:
             return tuple(parts)
-        parts.append(match.group("dq") or match.group("sq") or match.group("bare") or "")
+        if match.group("dq") is not None:
+            parts.append(_unescape(match.group("dq")))
+        else:
+            parts.append(match.group("sq") or match.group("bare") or "")
         pos = match.end()
         if pos < len(text) and text[pos] == ".":
             pos += 1
     return tuple(parts)
+
+
+def _unescape(body: str) -> str:
+    """Decode a basic-string key's escapes exactly as TOML does."""
+    try:
+        return tomllib.loads(f'k = "{body}"')["k"]
+    except tomllib.TOMLDecodeError:
+        return body
 
 
 def key_lines(source: str) -> dict[tuple[str, ...], int]:
@@ -34,7 +49,7 @@ def key_lines(source: str) -> dict[tuple[str, ...], int]:
     lines: dict[tuple[str, ...], int] = {}
     table: tuple[str, ...] = ()
     depth = 0  # open brackets of a multi-line array: assignments inside are not keys
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(source.split("\n"), start=1):  # TOML breaks only on \n
         if depth == 0:
             header = _HEADER.match(line)
             if header:

@@ -41,7 +41,7 @@ def test_broken_plugin_is_reported_by_name_and_others_load(example_registry: Reg
     plugins = by_name(example_registry)
     assert "broken" in plugins["broken"].error
     assert "legato_example_missing_dependency" in plugins["broken"].error
-    assert BUILT_INS <= set(example_registry.stages)
+    assert set(example_registry.stages) >= BUILT_INS
 
 
 def test_host_api_mismatch_is_explained(example_registry: Registry) -> None:
@@ -57,8 +57,7 @@ def test_duplicate_stage_name_names_both_plugins(example_registry: Registry) -> 
     owner = example_registry.stage_owner["zero_crossings"]
     loser = ({"duplicate", "zero_crossings"} - {owner}).pop()
     assert plugins[loser].error == (
-        f"stage type 'zero_crossings' is registered by both plugin {owner!r} "
-        f"and plugin {loser!r}"
+        f"stage type 'zero_crossings' is registered by both plugin {owner!r} and plugin {loser!r}"
     )
     assert plugins[loser].stages == []
 
@@ -67,7 +66,10 @@ def test_plugins_command_prints_json(example_plugin_site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(example_plugin_site)}
     done = subprocess.run(
         [sys.executable, "-m", "legato.cli", "plugins"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     listed = {p["name"]: p for p in json.loads(done.stdout)}
     assert listed["zero_crossings"]["version"] == "1.2.3"

@@ -1,0 +1,17 @@
+"""Documentation stays true: every hook is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from legato.registry import new_plugin_manager
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_hook_is_documented() -> None:
+    text = (DOCS / "plugins.md").read_text()
+    hooks = [name for name in vars(new_plugin_manager().hook) if not name.startswith("_")]
+    assert hooks
+    for name in hooks:
+        assert f"### {name}\n" in text, f"hook {name} is not documented in docs/plugins.md"
