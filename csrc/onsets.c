@@ -30,7 +30,7 @@ struct lg_onsets {
     double *flux, *power;
     /* stream state */
     int fill;
-    int64_t consumed, frames, decided, last_onset, nonfinite;
+    int64_t frames, decided, last_onset, nonfinite;
     int finished;
 };
 
@@ -177,7 +177,6 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
 void lg_onsets_reset(lg_onsets *s)
 {
     s->fill = 0;
-    s->consumed = 0;
     s->frames = 0;
     s->decided = 0;
     s->last_onset = INT64_MIN;
@@ -189,7 +188,7 @@ void lg_onsets_reset(lg_onsets *s)
 int lg_onsets_max_outputs(const lg_onsets *s, int n)
 {
     if (n < 0)
-        return s->window / s->hop + 2 + s->latency;
+        return s->latency;
     return n / s->hop + 1;
 }
 
@@ -297,7 +296,7 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
     return 1;
 }
 
-/* Consume samples (zeros if in is NULL); after each completed frame either write its flux
+/* Consume samples; after each completed frame either write its flux
  * (flux != NULL) or make every decision that frame enables. Returns outputs written. */
 static int feed(lg_onsets *s, const float *in, int n, double *flux, int64_t *onset_sample,
                 double *strength)
@@ -309,21 +308,16 @@ static int feed(lg_onsets *s, const float *in, int n, double *flux, int64_t *ons
         if (take > n - i)
             take = n - i;
         double *dst = s->frame + s->fill;
-        if (in) {
-            for (int k = 0; k < take; k++) {
-                float x = in[i + k];
-                if (isfinite(x)) {
-                    dst[k] = x;
-                } else {
-                    dst[k] = 0.0;
-                    s->nonfinite++;
-                }
+        for (int k = 0; k < take; k++) {
+            float x = in[i + k];
+            if (isfinite(x)) {
+                dst[k] = x;
+            } else {
+                dst[k] = 0.0;
+                s->nonfinite++;
             }
-        } else {
-            memset(dst, 0, sizeof(double) * (size_t)take);
         }
         s->fill += take;
-        s->consumed += take;
         i += take;
         if (s->fill < s->window)
             break;

@@ -39,8 +39,9 @@ int lg_onsets_max_outputs(const lg_onsets *s, int n);
 int lg_onsets_process(lg_onsets *s, const float *in, int n, int64_t *onset_sample,
                       double *strength, int cap);
 
-/* End of stream: analyse the frames that start before the end (zero-padded) and decide every
- * pending frame with the future context that exists. Same return values as process. */
+/* End of stream: decide every pending frame with the future context that exists (only
+ * complete frames are analysed: zero-padding a cut-off sound would add a false attack).
+ * Same return values as process. */
 int lg_onsets_finish(lg_onsets *s, int64_t *onset_sample, double *strength, int cap);
 
 /* The onset detection function alone: consume in[0..n) and write the flux of each frame it
