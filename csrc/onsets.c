@@ -25,9 +25,13 @@ struct lg_onsets {
     double *spec;    /* nfft + 2 */
     double *mag;     /* nfft / 2 + 1 */
     double *logband; /* nbands */
-    double *prev;    /* mu rows of max-filtered log bands: row k % mu holds frame k - mu */
+    int span, rows;  /* past frames in the reference maximum; rows = mu + span - 1 */
+    double *prev;    /* rows of max-filtered log bands: row k % rows holds frame k */
+    double *ref;     /* nbands: the reference the current frame is compared with */
     int ring;        /* length of the per-frame rings below */
-    double *flux, *power;
+    double *flux, *power, *sortbuf;
+    double lambda, level, level_decay, level_floor;
+    int use_median, agc;
     /* stream state */
     int fill;
     int64_t frames, decided, last_onset, nonfinite;
@@ -52,7 +56,9 @@ void lg_onsets_free(lg_onsets *s)
     free(s->mag);
     free(s->logband);
     free(s->prev);
+    free(s->ref);
     free(s->flux);
+    free(s->sortbuf);
     free(s->power);
     free(s);
 }
@@ -107,10 +113,44 @@ static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin,
     return ok;
 }
 
+/* Peak amplitude of the partial the onset position is calibrated for: -24 dBFS, a strong
+ * partial of a mezzo-forte note in a recording peaking near -6 dBFS. */
+static const double REF_PARTIAL_AMPLITUDE = 0.0631;
+
+/* Where an onset lies in the frame whose flux peaks on it. A partial of amplitude A starting d
+ * samples into frame k has a normalised magnitude of about A/2 * c(d), c(d) the (unit-sum)
+ * window mass from d on, so its flux over frame k - mu is
+ *   ln(1 + g A/2 c(d)) - ln(1 + g A/2 c(d + mu*hop)),
+ * largest at the d stored as the offset. Louder partials peak later in the window (earlier
+ * frames) and quieter ones earlier: across 40 dB around the reference level the position moves
+ * by about a tenth of the window. */
+static int calibrate_offset(lg_onsets *s)
+{
+    int n = s->window, lag = s->mu * s->hop;
+    double *tail = malloc(sizeof(double) * (size_t)(n + 1));
+    if (!tail)
+        return -1;
+    tail[n] = 0.0;
+    for (int d = n - 1; d >= 0; d--)
+        tail[d] = tail[d + 1] + s->win[d];
+    double g = s->compression * 0.5 * REF_PARTIAL_AMPLITUDE;
+    double best = -1.0;
+    for (int d = 0; d < n; d++) {
+        double later = d + lag < n ? tail[d + lag] : 0.0;
+        double flux = log1p(g * tail[d]) - log1p(g * later);
+        if (flux > best) {
+            best = flux;
+            s->offset = d;
+        }
+    }
+    free(tail);
+    return 0;
+}
+
 lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_octave,
                          double fmin, double fmax, double compression, int pre_avg,
                          int post_avg, int pre_max, int post_max, double delta,
-                         double silence_db, int min_gap)
+                         double silence_db, int min_gap, int span, double lambda, int use_median, int agc, double level_decay_db_per_s)
 {
     if (sample_rate < 1000 || window < 16 || window > (1 << 20) || hop < 1 || hop > window ||
         bands_per_octave < 1 || bands_per_octave > 96 || !isfinite(fmin) || !isfinite(fmax) ||
@@ -129,6 +169,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
         s->nfft <<= 1;
     long mu = lround((double)window / (4.0 * hop));
     s->mu = mu < 1 ? 1 : (int)mu;
+    s->span = span;
     s->pre_avg = pre_avg;
     s->post_avg = post_avg;
     s->pre_max = pre_max;
@@ -139,7 +180,6 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     s->compression = compression;
     s->delta = delta;
     s->silence_power = pow(10.0, silence_db / 10.0);
-    s->offset = 0.5 * window - 0.5 * s->mu * hop;
     s->min_gap = min_gap;
     int back = pre_avg > pre_max ? pre_avg : pre_max;
     s->ring = (back > 1 ? back : 1) + s->latency + 1;
@@ -152,14 +192,22 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     s->mag = calloc((size_t)half + 1, sizeof(double));
     s->flux = malloc(sizeof(double) * (size_t)s->ring);
     s->power = malloc(sizeof(double) * (size_t)s->ring);
+    s->sortbuf = malloc(sizeof(double) * (size_t)(pre_avg + post_avg + 1));
+    s->lambda = lambda;
+    s->use_median = use_median;
+    s->agc = agc;
+    s->level_decay = pow(10.0, -level_decay_db_per_s / 20.0 * hop / sample_rate);
+    s->level_floor = pow(10.0, silence_db / 20.0) / sqrt(2.0);
     if (!s->fft || !s->win || !s->frame || !s->fft_in || !s->spec || !s->mag || !s->flux ||
         !s->power || build_filterbank(s, sample_rate, bands_per_octave, fmin, fmax) != 0) {
         lg_onsets_free(s);
         return NULL;
     }
     s->logband = malloc(sizeof(double) * (size_t)s->nbands);
-    s->prev = malloc(sizeof(double) * (size_t)s->nbands * (size_t)s->mu);
-    if (!s->logband || !s->prev) {
+    s->rows = s->mu + s->span - 1;
+    s->prev = malloc(sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
+    s->ref = malloc(sizeof(double) * (size_t)s->nbands);
+    if (!s->logband || !s->prev || !s->ref) {
         lg_onsets_free(s);
         return NULL;
     }
@@ -170,6 +218,10 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     }
     for (int i = 0; i < window; i++)
         s->win[i] /= sum;
+    if (calibrate_offset(s) != 0) {
+        lg_onsets_free(s);
+        return NULL;
+    }
     lg_onsets_reset(s);
     return s;
 }
@@ -180,9 +232,10 @@ void lg_onsets_reset(lg_onsets *s)
     s->frames = 0;
     s->decided = 0;
     s->last_onset = INT64_MIN;
+    s->level = 0.0;
     s->nonfinite = 0;
     s->finished = 0;
-    memset(s->prev, 0, sizeof(double) * (size_t)s->nbands * (size_t)s->mu);
+    memset(s->prev, 0, sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
 }
 
 int lg_onsets_max_outputs(const lg_onsets *s, int n)
@@ -212,31 +265,47 @@ static double analyse_frame(lg_onsets *s)
         double re = s->spec[2 * k], im = s->spec[2 * k + 1];
         s->mag[k] = sqrt(re * re + im * im);
     }
+    double *B = s->logband;
+    double peak = 0.0;
     for (int b = 0; b < s->nbands; b++) {
         const double *w = s->fb_weight + s->fb_offset[b];
         const double *m = s->mag + s->fb_first[b];
         double v = 0.0;
         for (int k = 0; k < s->fb_count[b]; k++)
             v += w[k] * m[k];
-        s->logband[b] = log1p(s->compression * v);
+        B[b] = v;
+        if (v > peak)
+            peak = v;
     }
-    /* Rectified rise over the previous frame's maximum across neighbouring bands, then that
-     * maximum for this frame replaces the row once it has been read. */
-    double *row = s->prev + (size_t)(s->frames % s->mu) * (size_t)s->nbands;
-    const double *L = s->logband;
+    s->level *= s->level_decay;
+    if (peak > s->level)
+        s->level = peak;
+    double knee = s->agc ? (s->level > s->level_floor ? s->level : s->level_floor) / s->compression
+                         : 1.0 / s->compression;
     int last = s->nbands - 1;
+    for (int i = 0; i < s->span; i++) {
+        int64_t f = s->frames - s->mu - i;
+        const double *r = s->prev + (size_t)(((f % s->rows) + s->rows) % s->rows) * (size_t)s->nbands;
+        if (i == 0)
+            memcpy(s->ref, r, sizeof(double) * (size_t)s->nbands);
+        else
+            for (int b = 0; b <= last; b++)
+                if (r[b] > s->ref[b])
+                    s->ref[b] = r[b];
+    }
     double flux = 0.0;
     for (int b = 0; b <= last; b++) {
-        double d = L[b] - row[b];
+        double d = B[b] - s->ref[b];
         if (d > 0.0)
-            flux += d;
+            flux += log1p(d / (knee + s->ref[b]));
     }
+    double *row = s->prev + (size_t)(s->frames % s->rows) * (size_t)s->nbands;
     for (int b = 0; b <= last; b++) {
-        double v = L[b];
-        if (b > 0 && L[b - 1] > v)
-            v = L[b - 1];
-        if (b < last && L[b + 1] > v)
-            v = L[b + 1];
+        double v = B[b];
+        if (b > 0 && B[b - 1] > v)
+            v = B[b - 1];
+        if (b < last && B[b + 1] > v)
+            v = B[b + 1];
         row[b] = v;
     }
     int slot = (int)(s->frames % s->ring);
@@ -254,6 +323,23 @@ static double flux_at(const lg_onsets *s, int64_t j)
     return j < 0 ? 0.0 : s->flux[j % s->ring];
 }
 
+/* Estimated onset sample for a detection at frame j: the sub-frame flux peak (a parabola
+ * through the neighbouring values) plus the calibrated position of an onset in its peak frame. */
+static int64_t onset_time(const lg_onsets *s, int64_t j, int64_t newest)
+{
+    double p = 0.0;
+    if (j + 1 <= newest) {
+        double a = flux_at(s, j - 1), b = flux_at(s, j), c = flux_at(s, j + 1);
+        double curv = a - 2.0 * b + c;
+        if (curv < 0.0) {
+            p = 0.5 * (a - c) / curv;
+            p = p < -0.5 ? -0.5 : (p > 0.5 ? 0.5 : p);
+        }
+    }
+    double est = ((double)j + p) * s->hop + s->offset;
+    return est > 0.0 ? (int64_t)floor(est + 0.5) : 0;
+}
+
 /* Decide frame j with the frames up to s->frames - 1; 1 if it is an onset. */
 static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *strength)
 {
@@ -265,9 +351,19 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
             return 0;
     hi = j + s->post_avg < newest ? j + s->post_avg : newest;
     double sum = 0.0;
-    for (int64_t i = j - s->pre_avg; i <= hi; i++)
-        sum += flux_at(s, i);
-    if (f < sum / (double)(hi - (j - s->pre_avg) + 1) + s->delta)
+    int cnt = 0;
+    for (int64_t i = j - s->pre_avg; i <= hi; i++) {
+        double v = flux_at(s, i);
+        sum += v;
+        int q = cnt++;
+        while (q > 0 && s->sortbuf[q - 1] > v) {
+            s->sortbuf[q] = s->sortbuf[q - 1];
+            q--;
+        }
+        s->sortbuf[q] = v;
+    }
+    double centre = s->use_median ? (cnt % 2 ? s->sortbuf[cnt / 2] : 0.5 * (s->sortbuf[cnt / 2 - 1] + s->sortbuf[cnt / 2])) : sum / cnt;
+    if (f < s->lambda * centre + s->delta)
         return 0;
     hi = j + s->latency < newest ? j + s->latency : newest;
     double loudest = 0.0;
@@ -276,18 +372,7 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
             loudest = s->power[i % s->ring];
     if (loudest < s->silence_power)
         return 0;
-    /* Sub-frame peak position from a parabola through the neighbouring flux values. */
-    double p = 0.0;
-    if (j + 1 <= newest) {
-        double a = flux_at(s, j - 1), c = flux_at(s, j + 1);
-        double curv = a - 2.0 * f + c;
-        if (curv < 0.0) {
-            p = 0.5 * (a - c) / curv;
-            p = p < -0.5 ? -0.5 : (p > 0.5 ? 0.5 : p);
-        }
-    }
-    double est = ((double)j + p) * s->hop + s->offset;
-    int64_t at = est > 0.0 ? (int64_t)floor(est + 0.5) : 0;
+    int64_t at = onset_time(s, j, newest);
     if (s->last_onset != INT64_MIN && at - s->last_onset < s->min_gap)
         return 0;
     s->last_onset = at;

@@ -24,7 +24,7 @@ typedef struct lg_onsets lg_onsets;
 lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_octave,
                          double fmin, double fmax, double compression, int pre_avg,
                          int post_avg, int pre_max, int post_max, double delta,
-                         double silence_db, int min_gap);
+                         double silence_db, int min_gap, int span, double lambda, int use_median, int agc, double level_decay_db_per_s);
 void lg_onsets_free(lg_onsets *s);
 /* Back to the state of a fresh detector (stream position 0). */
 void lg_onsets_reset(lg_onsets *s);

@@ -18,15 +18,16 @@ from typing import Any
 import attrs
 
 from .errors import LegatoError
-from .params import ParamsInvalid, build_params
+from .params import ParamsInvalid, build_params, structure
 from .registry import Registry
+from .settings import ServerSettings
 from .stage import StageType
 from .tomlpos import key_lines, line_of
 
 SOURCE = "audio"
 """The input name that stands for a session's (or file's) incoming audio."""
 
-TOP_LEVEL_KEYS = ("pipelines",)
+TOP_LEVEL_KEYS = ("pipelines", "server")
 PIPELINE_KEYS = ("doc", "stages")
 STAGE_KEYS = ("type", "inputs")
 
@@ -74,6 +75,7 @@ class Pipeline:
 class Config:
     source: str
     pipelines: Mapping[str, Pipeline]
+    server: ServerSettings = ServerSettings()
 
     def pipeline(self, name: str) -> Pipeline:
         try:
@@ -109,6 +111,19 @@ class _Checker:
         for key in table:
             if key not in allowed:
                 self.issue(at + (key,), f"unknown key{_suggest(key, allowed)}")
+
+    def server(self, table: Any) -> ServerSettings:
+        if table is None:
+            return ServerSettings()
+        if not isinstance(table, dict):
+            self.issue(("server",), "must be a table of settings")
+            return ServerSettings()
+        try:
+            return structure(ServerSettings, table, "[server]")
+        except ParamsInvalid as exc:
+            for err in exc.errors:
+                self.issue(("server",) + ((err.key,) if err.key else ()), err.message)
+            return ServerSettings()
 
     def config(self, doc: Mapping[str, Any]) -> dict[str, Pipeline]:
         self.unknown_keys(doc, TOP_LEVEL_KEYS, ())
@@ -257,9 +272,10 @@ def parse_config(text: str, source: str, registry: Registry) -> Config:
         raise ConfigError(source, [ConfigIssue("", f"invalid TOML: {exc}", line)]) from None
     checker = _Checker(text, registry)
     pipelines = checker.config(doc)
+    server = checker.server(doc.get("server"))
     if checker.issues:
         raise ConfigError(source, checker.issues)
-    return Config(source=source, pipelines=pipelines)
+    return Config(source=source, pipelines=pipelines, server=server)
 
 
 def load_config(path: str | Path | None, registry: Registry) -> Config:

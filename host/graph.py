@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import SOURCE, Pipeline
+from .config import SOURCE, Pipeline, StageConfig
+from .errors import LegatoError
 from .stage import AudioStage, Event, Stage, StreamFormat
 
 
@@ -31,7 +32,7 @@ class Graph:
         self.pipeline = pipeline
         self.format = fmt
         self._nodes = [
-            _Node(s.id, s.inputs[0], s.type.input == "mono", s.type.create(s.params, fmt))
+            _Node(s.id, s.inputs[0], s.type.input == "mono", _create(s, fmt))
             for s in pipeline.stages
         ]
 
@@ -88,6 +89,17 @@ class Graph:
             decorated.update(event)
             out.append(decorated)
         return out
+
+
+def _create(config: StageConfig, fmt: StreamFormat) -> Stage:
+    """Instantiate a stage; a stream it cannot handle (e.g. too many channels) is a user error."""
+    try:
+        return config.type.create(config.params, fmt)
+    except ValueError as exc:
+        raise LegatoError(
+            f"stage {config.id!r} ({config.type.name}) cannot process {fmt.channels}-channel "
+            f"audio at {fmt.sample_rate} Hz: {exc}"
+        ) from None
 
 
 def downmix(block: np.ndarray) -> np.ndarray:

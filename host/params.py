@@ -70,10 +70,10 @@ def _range_error(meta: Mapping[str, Any], value: Any) -> str | None:
     return None
 
 
-def build_params(stage_type: StageType, raw: Mapping[str, Any]) -> Any:
-    """Turn config values into the stage type's params instance, or raise ParamsInvalid listing
-    every problem found."""
-    cls = attrs.resolve_types(stage_type.params)
+def structure(cls: type, raw: Mapping[str, Any], owner: str) -> Any:
+    """Turn config values into an instance of an attrs class declared with ``param`` fields, or
+    raise ParamsInvalid listing every problem; ``owner`` names the table in messages."""
+    cls = attrs.resolve_types(cls)
     fields = {f.name: f for f in attrs.fields(cls)}
     errors: list[ParamError] = []
     for key, value in raw.items():
@@ -82,12 +82,7 @@ def build_params(stage_type: StageType, raw: Mapping[str, Any]) -> Any:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             known = ", ".join(fields) or "none"
-            errors.append(
-                ParamError(
-                    key,
-                    f"unknown param for stage type {stage_type.name!r}{hint} (params: {known})",
-                )
-            )
+            errors.append(ParamError(key, f"unknown param for {owner}{hint} (params: {known})"))
             continue
         problem = _type_error(field.type, value) or _range_error(
             field.metadata.get("legato", {}), value
@@ -98,9 +93,14 @@ def build_params(stage_type: StageType, raw: Mapping[str, Any]) -> Any:
         raise ParamsInvalid(errors)
     values = {k: (float(v) if fields[k].type is float else v) for k, v in raw.items()}
     try:
-        params = _converter.structure(values, cls)
+        return _converter.structure(values, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise ParamsInvalid([ParamError("", f"invalid params: {exc}")]) from exc
+
+
+def build_params(stage_type: StageType, raw: Mapping[str, Any]) -> Any:
+    """A stage type's params instance from config values, including its cross-field check."""
+    params = structure(stage_type.params, raw, f"stage type {stage_type.name!r}")
     if stage_type.check is not None:
         problems = [ParamError(k, m) for k, m in stage_type.check(params)]
         if problems:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import tomllib
 
-_HEADER = re.compile(r"^\s*\[\[?\s*(?P<key>[^\]]+?)\s*\]\]?\s*(#.*)?$")
 _SIMPLE = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_ASSIGN = re.compile(rf"^\s*(?P<key>{_SIMPLE}(?:\s*\.\s*{_SIMPLE})*)\s*=")
+_DOTTED = rf"{_SIMPLE}(?:\s*\.\s*{_SIMPLE})*"
+_HEADER = re.compile(rf"^\s*\[\[?\s*(?P<key>{_DOTTED})\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(rf"^\s*(?P<key>{_DOTTED})\s*=")
 _PART = re.compile(
     r"""\s*(?:"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>[^']*)'|(?P<bare>[A-Za-z0-9_-]+))\s*"""
 )

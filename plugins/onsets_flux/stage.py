@@ -42,6 +42,11 @@ def new_detector(params: OnsetsFluxParams, sample_rate: int) -> Any:
         params.delta,
         params.silence_db,
         round(params.min_gap_ms * sample_rate / 1000.0),
+        int(__import__('os').environ.get('SPAN', '1')),
+        float(__import__('os').environ.get('LAMBDA', '1')),
+        int(__import__('os').environ.get('MEDIAN', '0')),
+        int(__import__('os').environ.get('AGC', '0')),
+        float(__import__('os').environ.get('DECAY', '10')),
     )
     return owned(state, lib.lg_onsets_free, f"onsets_flux at {sample_rate} Hz with {params}")
 

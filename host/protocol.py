@@ -1,0 +1,364 @@
+"""Protocol v1: every message between a client and `legato serve`, as attrs classes converted
+with cattrs. JSON text frames carry control and events; binary frames carry PCM audio in the
+format announced by ``start``. docs/protocol.md documents every message, field and code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import typing
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
+
+PROTOCOL_VERSION = 1
+SAMPLE_FORMATS = {"f32le": 4, "s16le": 2}
+MAX_CHANNELS = 8
+
+
+class ErrorCode:
+    """Machine-readable error codes carried by ``error`` messages."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_TYPE = "unknown_type"
+    NOT_STARTED = "not_started"
+    ALREADY_STARTED = "already_started"
+    UNKNOWN_PIPELINE = "unknown_pipeline"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    MISALIGNED_AUDIO = "misaligned_audio"
+    NON_FINITE_AUDIO = "non_finite_audio"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    EVENTS_DROPPED = "events_dropped"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    RESUME_FAILED = "resume_failed"
+    SESSION_ENDED = "session_ended"
+    IDLE_TIMEOUT = "idle_timeout"
+    STAGE_FAILED = "stage_failed"
+    INTERNAL = "internal_error"
+
+
+ERROR_CODES = tuple(v for k, v in vars(ErrorCode).items() if k.isupper())
+
+
+class CloseCode:
+    """WebSocket close codes the server uses."""
+
+    NORMAL = 1000  # after `end` and `summary`
+    GOING_AWAY = 1001  # server shutdown
+    POLICY = 1008  # a limit was exceeded or the protocol was broken beyond recovery
+    TOO_BIG = 1009  # a message exceeded max_message_bytes
+    INTERNAL = 1011  # an unexpected server fault (the server itself keeps running)
+    TRY_AGAIN = 1013  # max_sessions reached
+    IDLE = 4001  # idle_timeout_s passed without a message
+    RESUME_FAILED = 4002  # unknown session, wrong token, or grace period over
+
+
+CLOSE_CODES = tuple(v for k, v in vars(CloseCode).items() if k.isupper())
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be used; becomes an ``error`` message."""
+
+    def __init__(self, code: str, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+
+def _finite(_: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number")
+
+
+def _positive(_: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def _short_text(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not 0 < len(value) <= 200:
+        raise ValueError(f"{attribute.name} must be 1 to 200 characters")
+
+
+# ---- client -> server -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Start:
+    """Begin a session: which pipeline, and the audio format of the binary frames to follow."""
+
+    pipeline: str = attrs.field(validator=_short_text)
+    sample_rate: int = attrs.field(
+        validator=attrs.validators.and_(attrs.validators.ge(8000), attrs.validators.le(384000))
+    )
+    format: Literal["f32le", "s16le"] = "f32le"
+    channels: int = attrs.field(
+        default=1,
+        validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(MAX_CHANNELS)),
+    )
+    user: str | None = attrs.field(default=None, validator=_short_text)
+    piece: str | None = attrs.field(default=None, validator=_short_text)
+    target_tempo: float | None = attrs.field(default=None, validator=[_finite, _positive])
+
+
+@attrs.frozen
+class Audio:
+    """The earlier system's JSON audio message: base64 of little-endian float32 samples."""
+
+    data: str
+
+
+@attrs.frozen
+class Ping:
+    id: int | str | None = None
+
+
+@attrs.frozen
+class StatsRequest:
+    pass
+
+
+@attrs.frozen
+class End:
+    pass
+
+
+@attrs.frozen
+class Resume:
+    """Reattach to a dropped session; ``last_seq`` is the last event sequence number held."""
+
+    session_id: str
+    token: str
+    last_seq: int = attrs.field(validator=attrs.validators.ge(0))
+
+
+CLIENT_MESSAGES: dict[str, type] = {
+    "start": Start,
+    "audio": Audio,
+    "ping": Ping,
+    "stats": StatsRequest,
+    "end": End,
+    "resume": Resume,
+}
+
+for _cls in CLIENT_MESSAGES.values():
+    attrs.resolve_types(_cls)
+
+ClientMessage = Start | Audio | Ping | StatsRequest | End | Resume
+
+
+# ---- server -> client -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Limits:
+    max_message_bytes: int
+    max_frames_per_second: float
+    max_sessions: int
+    idle_timeout_s: float
+    resume_grace_s: float
+    event_buffer: int
+
+
+@attrs.frozen
+class Hello:
+    session_id: str
+    resume_token: str
+    protocol: int
+    server: str
+    limits: Limits
+    pipelines: list[str]
+    sample_formats: list[str]
+
+
+@attrs.frozen
+class Started:
+    session_id: str
+    pipeline: str
+    sample_rate: int
+    format: str
+    channels: int
+    stages: list[dict[str, Any]]
+
+
+@attrs.frozen
+class Resumed:
+    session_id: str
+    last_seq: int
+    samples_received: int
+    replayed: int
+
+
+@attrs.frozen
+class Pong:
+    id: int | str | None
+
+
+@attrs.frozen
+class Error:
+    code: str
+    message: str
+    continues: bool
+
+
+@attrs.frozen
+class ServerShutdown:
+    timeout_s: float
+
+
+@attrs.frozen
+class Stats:
+    frames_received: int
+    frames_analysed: int
+    frames_dropped: int
+    samples_received: int
+    samples_analysed: int
+    non_finite_samples: int
+    events_produced: int
+    events_sent: int
+    events_dropped: int
+    latency_ms: dict[str, float | None]
+    queues: dict[str, int]
+
+
+@attrs.frozen
+class Summary:
+    session_id: str
+    status: str
+    samples: int
+    duration_s: float
+    practice: dict[str, Any]
+    stages: dict[str, dict[str, Any]]
+    stats: Stats
+
+
+SERVER_MESSAGES: dict[type, str] = {
+    Hello: "hello",
+    Started: "started",
+    Resumed: "resumed",
+    Pong: "pong",
+    Error: "error",
+    ServerShutdown: "server_shutdown",
+    Stats: "stats",
+    Summary: "summary",
+}
+
+# ---- conversion ---------------------------------------------------------------------------
+
+_strict = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+_strict.register_structure_hook(int, _int)
+_strict.register_structure_hook(float, _float)
+_strict.register_structure_hook(str, _str)
+_strict.register_structure_hook(
+    int | str | None,
+    lambda v, _: v if v is None else (_int(v, int) if not isinstance(v, str) else v),
+)
+
+
+def _explain(exc: BaseException) -> str:
+    """Flatten a cattrs validation error into one readable sentence."""
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, ClassValidationError):
+        parts = []
+        for sub in exc.exceptions:
+            notes = getattr(sub, "__notes__", [])
+            where = notes[0].rpartition("@ attribute ")[2] if notes else ""
+            parts.append(f"{where}: {_explain(sub)}" if where else _explain(sub))
+        return "; ".join(parts)
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc)
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Decode one JSON text frame from a client; any problem raises ProtocolError."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message must be a JSON object with a type")
+    kind = raw.pop("type", None)
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message has no string field 'type'")
+    cls = CLIENT_MESSAGES.get(kind)
+    if cls is None:
+        known = ", ".join(CLIENT_MESSAGES)
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r} (known: {known})"
+        )
+    for field in attrs.fields(cls):
+        options = typing.get_args(field.type) if typing.get_origin(field.type) is Literal else ()
+        if options and field.name in raw and raw[field.name] not in options:
+            allowed = ", ".join(repr(o) for o in options)
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"invalid {kind!r} message: {field.name} must be one of {allowed},"
+                f" got {raw[field.name]!r}",
+            )
+    try:
+        return _strict.structure(raw, cls)
+    except Exception as exc:  # cattrs and attrs validators raise a variety of types
+        detail = _explain(exc)
+        missing = [
+            f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING and f.name not in raw
+        ]
+        if missing:
+            detail = f"missing field(s): {', '.join(missing)}"
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"invalid {kind!r} message: {detail}") from None
+
+
+def decode_audio_json(message: Audio) -> bytes:
+    """The raw float32 bytes of a JSON ``audio`` message."""
+    try:
+        return base64.b64decode(message.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "audio.data is not valid base64") from None
+
+
+_plain = cattrs.Converter()
+
+
+def encode(message: Any) -> str:
+    """One server message as a JSON text frame."""
+    body = _plain.unstructure(message)
+    return json.dumps({"type": SERVER_MESSAGES[type(message)], **body}, allow_nan=False)
+
+
+def encode_event(seq: int, event: dict[str, Any]) -> str:
+    """One event for an ``analysis`` batch: the offline event contract plus its ``seq``."""
+    return json.dumps({"seq": seq, **event}, allow_nan=False, separators=(",", ":"))
+
+
+def encode_analysis(through: int, events: list[str]) -> str:
+    """An ``analysis`` message from already-encoded events (kept encoded for replay)."""
+    return f'{{"type":"analysis","through":{through},"events":[{",".join(events)}]}}'

@@ -1,0 +1,94 @@
+"""From levels to the musical and reportable: finite dB values, MIDI velocity, dynamic markings,
+and the spread of per-hop levels (dynamic range)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DB_FLOOR = -120.0
+"""Every dB value reported is at least this: silence has no finite level and JSON has no -inf."""
+DB_CEILING = 20.0 * math.log10(float(np.finfo(np.float32).max))
+"""An overflow (only possible from absurd float input) reads as the float32 ceiling."""
+
+MARKINGS = ("pp", "p", "mp", "mf", "f", "ff")
+MARKING_VELOCITIES = (33, 49, 64, 80, 96, 112)
+"""The velocities notation programs (MuseScore, Sibelius) play for pp ... ff."""
+MARKING_BOUNDS = (41, 57, 72, 88, 104)
+"""Lowest velocity of p, mp, mf, f and ff: the midpoints between MARKING_VELOCITIES."""
+
+
+def finite_db(value: float) -> float:
+    """Clamp a dB value into [DB_FLOOR, DB_CEILING] (NaN, which only silence can give here,
+    reads as the floor)."""
+    if math.isnan(value):
+        return DB_FLOOR
+    return float(min(max(value, DB_FLOOR), DB_CEILING))
+
+
+def power_db(power: np.ndarray) -> np.ndarray:
+    """10 log10 of mean squares (dBFS: a full-scale square wave is 0), clamped finite."""
+    floored = np.fmax(np.asarray(power, dtype=np.float64), 10.0 ** (DB_FLOOR / 10.0))
+    return np.minimum(10.0 * np.log10(floored), DB_CEILING)
+
+
+def amplitude_db(amplitude: np.ndarray) -> np.ndarray:
+    """20 log10 of absolute amplitudes (dBFS), clamped finite."""
+    return power_db(np.square(np.asarray(amplitude, dtype=np.float64)))
+
+
+def velocity(rms_db: float, floor_db: float) -> int:
+    """MIDI velocity 1-127, linear in dB: 1 at or below floor_db, 127 at 0 dBFS and above."""
+    position = (rms_db - floor_db) / -floor_db
+    return int(min(max(1 + math.floor(126.0 * position + 0.5), 1), 127))
+
+
+def marking(vel: int) -> str:
+    """The dynamic marking whose notation-program velocity is nearest to vel."""
+    return MARKINGS[sum(vel >= bound for bound in MARKING_BOUNDS)]
+
+
+def marking_thresholds_db(floor_db: float) -> tuple[float, ...]:
+    """The rms_db at which p, mp, mf, f and ff begin for this floor (for documentation)."""
+    return tuple(floor_db - floor_db * (bound - 1.5) / 126.0 for bound in MARKING_BOUNDS)
+
+
+class LevelSpread:
+    """Percentiles of a long series of dB levels in fixed memory: a histogram of 0.01 dB bins
+    from DB_FLOOR to +40 dBFS (louder levels share the top bin), read at the bin centre. Levels
+    are binned a few thousand at a time."""
+
+    STEP = 0.01
+    TOP = 40.0
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self._counts = np.zeros(round((self.TOP - DB_FLOOR) / self.STEP), dtype=np.int64)
+        self._pending: list[float] = []
+
+    def add(self, levels_db: list[float]) -> None:
+        self._pending.extend(levels_db)
+        if len(self._pending) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        bins = np.floor((np.array(self._pending) - DB_FLOOR) / self.STEP).astype(np.int64)
+        top = len(self._counts) - 1
+        self._counts += np.bincount(np.clip(bins, 0, top), minlength=len(self._counts))
+        self._pending.clear()
+
+    @property
+    def count(self) -> int:
+        return int(self._counts.sum()) + len(self._pending)
+
+    def percentile(self, fraction: float) -> float:
+        """Nearest-rank percentile (rank round((n - 1) * fraction)), as EBU Tech 3342 takes its
+        loudness-range percentiles."""
+        self._flush()
+        n = self.count
+        if n == 0:
+            raise ValueError("no levels")
+        rank = math.floor((n - 1) * fraction + 0.5)
+        k = int(np.searchsorted(np.cumsum(self._counts), rank, side="right"))
+        return DB_FLOOR + (k + 0.5) * self.STEP

@@ -1,0 +1,218 @@
+"""Python faces of the level kernels (csrc/loudness.c, truepeak.c, levels.c): ITU-R BS.1770-4
+loudness with the EBU measures, true peak and per-hop levels, over interleaved float32 frames of
+shape (n, channels). Other stages reuse these meters, so they own no stage logic."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from legato.kernels import ffi, lib, owned, view
+
+LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
+
+
+def frames_of(block: np.ndarray, channels: int) -> np.ndarray:
+    """The block as C-contiguous float32 frames (n, channels); 1-D blocks count as mono."""
+    frames = np.ascontiguousarray(block, dtype=np.float32)
+    if frames.ndim == 1:
+        frames = frames.reshape(-1, 1)
+    if frames.ndim != 2 or frames.shape[1] != channels:
+        raise ValueError(f"expected frames of shape (n, {channels}), got {np.shape(block)}")
+    return frames
+
+
+def kweighting_coefficients(
+    sample_rate: float,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The K-weighting biquads at this rate: ((b, a) of the shelf, (b, a) of the RLB high-pass)."""
+    coeffs = [np.zeros(3) for _ in range(4)]
+    if lib.lg_kweighting_design(float(sample_rate), *(view(c, "double") for c in coeffs)) != 0:
+        raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
+    return (coeffs[0], coeffs[1]), (coeffs[2], coeffs[3])
+
+
+def _defined(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+class _Outputs:
+    """Two growable float64 output arrays for a kernel that reports per hop, with their C
+    pointers."""
+
+    def __init__(self) -> None:
+        self.reserve(64)
+
+    def reserve(self, count: int) -> int:
+        if count > len(getattr(self, "a", ())):
+            self.a = np.zeros(max(count, 64))
+            self.b = np.zeros(max(count, 64))
+            self.a_ptr = view(self.a, "double")
+            self.b_ptr = view(self.b, "double")
+        return len(self.a)
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.a[:count].copy(), self.b[:count].copy()
+
+
+def _reports(pending: int, n: int, hop: int) -> int:
+    """How many hop boundaries n more frames cross when `pending` frames of a hop are held."""
+    return (pending + n) // hop if hop > 0 else 0
+
+
+class LoudnessMeter:
+    """BS.1770-4 loudness of a stream: momentary (400 ms), short-term (3 s), their maxima over
+    every window position, gated integrated loudness and EBU Tech 3342 loudness range. With
+    ``report_hop`` > 0, ``process`` returns the momentary and short-term loudness of the windows
+    ending at every multiple of ``report_hop`` frames. Values are LUFS, -inf for silence."""
+
+    def __init__(self, sample_rate: int, channels: int, report_hop: int = 0) -> None:
+        if not 1 <= channels <= 6:
+            raise ValueError(f"BS.1770 loudness takes {LOUDNESS_LAYOUTS}, not {channels}")
+        self.channels = channels
+        self._hop = report_hop
+        self._state = owned(
+            lib.lg_loudness_new(sample_rate, channels, report_hop),
+            lib.lg_loudness_free,
+            f"loudness meter at {sample_rate} Hz, {channels} channels, report hop {report_hop}",
+        )
+        self._out = _Outputs()
+
+    def process(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = frames_of(block, self.channels)
+        n = len(frames)
+        pending = self.frames % self._hop if self._hop else 0
+        cap = self._out.reserve(_reports(pending, n, self._hop))
+        count = lib.lg_loudness_process(
+            self._state,
+            view(frames, "float") if n else ffi.NULL,
+            n,
+            self._out.a_ptr,
+            self._out.b_ptr,
+            cap,
+        )
+        if count < 0:
+            raise RuntimeError(f"lg_loudness_process failed ({count})")
+        return self._out.take(count)
+
+    @property
+    def momentary(self) -> float:
+        return float(lib.lg_loudness_momentary(self._state))
+
+    @property
+    def short_term(self) -> float:
+        return float(lib.lg_loudness_short_term(self._state))
+
+    @property
+    def max_momentary(self) -> float:
+        return float(lib.lg_loudness_max_momentary(self._state))
+
+    @property
+    def max_short_term(self) -> float:
+        return float(lib.lg_loudness_max_short_term(self._state))
+
+    @property
+    def integrated(self) -> float | None:
+        """None until a 400 ms block passes the gates."""
+        return _defined(lib.lg_loudness_integrated(self._state))
+
+    @property
+    def loudness_range(self) -> float | None:
+        """LU; None until a 3 s window passes the gates."""
+        return _defined(lib.lg_loudness_range(self._state))
+
+    @property
+    def frames(self) -> int:
+        return int(lib.lg_loudness_frames(self._state))
+
+    @property
+    def nonfinite(self) -> int:
+        return int(lib.lg_loudness_nonfinite(self._state))
+
+
+class TruePeakMeter:
+    """Maximum absolute value of the 4x-oversampled stream (1.0 = 0 dBTP), silence assumed
+    before the stream and after the last frame fed."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self._state: Any = owned(
+            lib.lg_truepeak_new(channels), lib.lg_truepeak_free, f"true peak, {channels} channels"
+        )
+
+    def process(self, block: np.ndarray) -> None:
+        frames = frames_of(block, self.channels)
+        n = len(frames)
+        if lib.lg_truepeak_process(self._state, view(frames, "float") if n else ffi.NULL, n) < 0:
+            raise RuntimeError("lg_truepeak_process failed")
+
+    @property
+    def peak(self) -> float:
+        return float(lib.lg_truepeak_max(self._state))
+
+    def channel_peak(self, channel: int) -> float:
+        if not 0 <= channel < self.channels:
+            raise IndexError(channel)
+        return float(lib.lg_truepeak_channel_max(self._state, channel))
+
+    @property
+    def nonfinite(self) -> int:
+        return int(lib.lg_truepeak_nonfinite(self._state))
+
+
+class LevelMeter:
+    """Per hop of ``hop`` frames: the mean square over its samples and channels, and its peak
+    absolute sample; plus the same over the whole stream."""
+
+    def __init__(self, channels: int, hop: int) -> None:
+        self.channels = channels
+        self.hop = hop
+        self._state = owned(
+            lib.lg_levels_new(channels, hop),
+            lib.lg_levels_free,
+            f"levels, {channels} channels, hop {hop}",
+        )
+        self._out = _Outputs()
+
+    def process(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean square, peak) of each hop the block completes."""
+        frames = frames_of(block, self.channels)
+        n = len(frames)
+        pending = self.frames % self.hop
+        cap = self._out.reserve(_reports(pending, n, self.hop))
+        count = lib.lg_levels_process(
+            self._state,
+            view(frames, "float") if n else ffi.NULL,
+            n,
+            self._out.a_ptr,
+            self._out.b_ptr,
+            cap,
+        )
+        if count < 0:
+            raise RuntimeError(f"lg_levels_process failed ({count})")
+        return self._out.take(count)
+
+    def partial(self) -> tuple[int, float, float]:
+        """(frames, mean square, peak) of the hop in progress; frames is 0 if there is none."""
+        ms = ffi.new("double *")
+        pk = ffi.new("double *")
+        length = lib.lg_levels_partial(self._state, ms, pk)
+        return (int(length), float(ms[0]), float(pk[0])) if length else (0, 0.0, 0.0)
+
+    @property
+    def mean_square(self) -> float:
+        return float(lib.lg_levels_mean_square(self._state))
+
+    @property
+    def peak(self) -> float:
+        return float(lib.lg_levels_peak(self._state))
+
+    @property
+    def frames(self) -> int:
+        return int(lib.lg_levels_frames(self._state))
+
+    @property
+    def nonfinite(self) -> int:
+        return int(lib.lg_levels_nonfinite(self._state))

@@ -1,0 +1,111 @@
+"""The streaming pitch_yin stage: feeds blocks to the C estimator, turns its frames into pitch
+events with note names, and keeps the voiced frames' values for the end-of-stream summary."""
+
+from __future__ import annotations
+
+from array import array
+from statistics import median
+from typing import Any
+
+import numpy as np
+
+from legato.kernels import lib, owned, view
+from legato.stage import Event, StreamFormat
+
+from .notes import nearest_note
+from .params import PitchYinParams
+
+
+def new_estimator(params: PitchYinParams, sample_rate: int) -> Any:
+    """A C estimator for these params (owned: freed with the returned object)."""
+    state = lib.lg_yin_new(
+        float(sample_rate),
+        params.window,
+        params.hop,
+        params.fmin,
+        params.fmax,
+        params.threshold,
+        params.silence_db,
+    )
+    return owned(state, lib.lg_yin_free, f"pitch_yin at {sample_rate} Hz with {params}")
+
+
+class PitchYin:
+    """One stream's pitch tracker."""
+
+    def __init__(self, params: PitchYinParams, fmt: StreamFormat) -> None:
+        self._tuning = params.tuning
+        self._hop = params.hop
+        self._state = new_estimator(params, fmt.sample_rate)
+        self._centre = lib.lg_yin_window(self._state) // 2
+        self._frames = 0
+        self._samples = 0
+        self._voiced_f0 = array("d")
+        self._voiced_confidence = array("d")
+        self._f0 = np.zeros(0, dtype=np.float64)
+        self._confidence = np.zeros(0, dtype=np.float64)
+        self._voiced = np.zeros(0, dtype=np.intc)
+
+    def process(self, block: np.ndarray) -> list[Event]:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        n = len(block)
+        needed = lib.lg_yin_max_outputs(self._state, n)
+        if len(self._f0) < needed:
+            self._f0 = np.zeros(needed, dtype=np.float64)
+            self._confidence = np.zeros(needed, dtype=np.float64)
+            self._voiced = np.zeros(needed, dtype=np.intc)
+        count = lib.lg_yin_process(
+            self._state,
+            view(block, "float"),
+            n,
+            view(self._f0, "double"),
+            view(self._confidence, "double"),
+            view(self._voiced, "int"),
+            len(self._f0),
+        )
+        if count < 0:
+            raise RuntimeError(f"pitch_yin kernel failed with code {count}")
+        self._samples += n
+        return [
+            self._event(f0, confidence, bool(voiced))
+            for f0, confidence, voiced in zip(
+                self._f0[:count].tolist(),
+                self._confidence[:count].tolist(),
+                self._voiced[:count].tolist(),
+                strict=True,
+            )
+        ]
+
+    def finish(self) -> list[Event]:
+        """Only complete frames are analysed: the samples of a final partial frame count in the
+        summary's stream length but produce no pitch event."""
+        voiced = len(self._voiced_f0)
+        return [
+            {
+                "kind": "summary",
+                "sample": self._samples,
+                "frames": self._frames,
+                "voiced_frames": voiced,
+                "median_f0": median(self._voiced_f0) if voiced else None,
+                "median_confidence": median(self._voiced_confidence) if voiced else None,
+                "nonfinite_samples": int(lib.lg_yin_nonfinite(self._state)),
+            }
+        ]
+
+    def _event(self, f0: float, confidence: float, voiced: bool) -> Event:
+        event: Event = {
+            "kind": "pitch",
+            "sample": self._frames * self._hop + self._centre,
+            "f0": f0,
+            "voiced": voiced,
+            "confidence": confidence,
+            "midi": None,
+            "note": None,
+            "cents": None,
+        }
+        self._frames += 1
+        if voiced:
+            event["midi"], event["note"], event["cents"] = nearest_note(f0, self._tuning)
+            self._voiced_f0.append(f0)
+            self._voiced_confidence.append(confidence)
+        return event
