@@ -9,9 +9,10 @@
 
 struct lg_onsets {
     /* configuration */
-    int window, hop, nfft, mu, latency;
+    int window, hop, nfft, mu, span, persist, latency;
     int pre_avg, post_avg, pre_max, post_max;
-    double compression, delta, silence_power, offset;
+    double compression, lambda, delta, silence_power, offset;
+    double level_decay, level_floor;
     int64_t min_gap;
     /* filterbank: band b weights bins fb_first[b] .. fb_first[b] + fb_count[b] - 1 */
     int nbands, bin_lo, bin_hi;
@@ -19,22 +20,22 @@ struct lg_onsets {
     double *fb_weight;
     /* analysis buffers */
     lg_fft *fft;
-    double *win;     /* periodic Hann / window sum */
-    double *frame;   /* the current frame's samples, fill of them valid */
-    double *fft_in;  /* nfft, zero beyond window */
-    double *spec;    /* nfft + 2 */
-    double *mag;     /* nfft / 2 + 1 */
-    double *logband; /* nbands */
-    int span, rows;  /* past frames in the reference maximum; rows = mu + span - 1 */
-    double *prev;    /* rows of max-filtered log bands: row k % rows holds frame k */
-    double *ref;     /* nbands: the reference the current frame is compared with */
-    int ring;        /* length of the per-frame rings below */
-    double *flux, *power, *sortbuf;
-    double lambda, level, level_decay, level_floor;
-    int use_median, agc;
+    double *win;    /* periodic Hann / window sum */
+    double *frame;  /* the current frame's samples, fill of them valid */
+    double *fft_in; /* nfft, zero beyond window */
+    double *spec;   /* nfft + 2 */
+    double *mag;    /* nfft / 2 + 1 */
+    int rows;       /* band rows kept: frame k in row k % rows */
+    double *bands;  /* rows x nbands filterbank outputs */
+    double *ref;    /* nbands scratch: what a frame is compared with */
+    double *now;    /* nbands scratch: the persistent part of a frame */
+    int ring;       /* length of the per-frame rings below */
+    double *flux, *power;
+    double *sorted; /* pre_avg + post_avg + 1 scratch for the median */
     /* stream state */
     int fill;
-    int64_t frames, decided, last_onset, nonfinite;
+    int64_t frames, odf_frames, decided, last_onset, nonfinite;
+    double level;
     int finished;
 };
 
@@ -54,12 +55,12 @@ void lg_onsets_free(lg_onsets *s)
     free(s->fft_in);
     free(s->spec);
     free(s->mag);
-    free(s->logband);
-    free(s->prev);
+    free(s->bands);
     free(s->ref);
+    free(s->now);
     free(s->flux);
-    free(s->sortbuf);
     free(s->power);
+    free(s->sorted);
     free(s);
 }
 
@@ -73,14 +74,12 @@ static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin,
         return -1;
     int lo = (int)floor(bpo * log2(fmin / 440.0));
     int hi = (int)ceil(bpo * log2(top / 440.0));
-    int npoints = hi - lo + 1;
-    int *bins = malloc(sizeof(int) * (size_t)npoints);
+    int *bins = malloc(sizeof(int) * (size_t)(hi - lo + 1));
     if (!bins)
         return -1;
     int nbins = 0;
     for (int i = lo; i <= hi; i++) {
-        double f = 440.0 * pow(2.0, (double)i / bpo);
-        int b = (int)floor(f * s->nfft / sample_rate + 0.5);
+        int b = (int)floor(440.0 * pow(2.0, (double)i / bpo) * s->nfft / sample_rate + 0.5);
         if (b > half)
             break;
         if (nbins == 0 || b != bins[nbins - 1])
@@ -113,17 +112,17 @@ static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin,
     return ok;
 }
 
-/* Peak amplitude of the partial the onset position is calibrated for: -24 dBFS, a strong
- * partial of a mezzo-forte note in a recording peaking near -6 dBFS. */
-static const double REF_PARTIAL_AMPLITUDE = 0.0631;
+/* Peak amplitude, relative to the loudest recent partial, of the partial the onset position is
+ * calibrated for: -20 dB, a strong partial of the note that starts. */
+static const double REF_PARTIAL = 0.1;
 
-/* Where an onset lies in the frame whose flux peaks on it. A partial of amplitude A starting d
- * samples into frame k has a normalised magnitude of about A/2 * c(d), c(d) the (unit-sum)
- * window mass from d on, so its flux over frame k - mu is
- *   ln(1 + g A/2 c(d)) - ln(1 + g A/2 c(d + mu*hop)),
+/* Where an onset lies in the frame whose flux peaks on it. A partial of relative amplitude A
+ * starting d samples into frame k has a magnitude of about A * c(d), c(d) the (unit-sum) window
+ * mass from d on, so with the knee at 1/compression its flux over frame k - mu is
+ *   ln(1 + g A c(d)) - ln(1 + g A c(d + mu*hop)),   g = compression,
  * largest at the d stored as the offset. Louder partials peak later in the window (earlier
- * frames) and quieter ones earlier: across 40 dB around the reference level the position moves
- * by about a tenth of the window. */
+ * frames), quieter ones earlier: over 40 dB around the reference the position moves by about a
+ * tenth of the window. */
 static int calibrate_offset(lg_onsets *s)
 {
     int n = s->window, lag = s->mu * s->hop;
@@ -133,7 +132,7 @@ static int calibrate_offset(lg_onsets *s)
     tail[n] = 0.0;
     for (int d = n - 1; d >= 0; d--)
         tail[d] = tail[d + 1] + s->win[d];
-    double g = s->compression * 0.5 * REF_PARTIAL_AMPLITUDE;
+    double g = s->compression * REF_PARTIAL;
     double best = -1.0;
     for (int d = 0; d < n; d++) {
         double later = d + lag < n ? tail[d + lag] : 0.0;
@@ -148,16 +147,19 @@ static int calibrate_offset(lg_onsets *s)
 }
 
 lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_octave,
-                         double fmin, double fmax, double compression, int pre_avg,
-                         int post_avg, int pre_max, int post_max, double delta,
-                         double silence_db, int min_gap, int span, double lambda, int use_median, int agc, double level_decay_db_per_s)
+                         double fmin, double fmax, double compression, double level_release,
+                         int span, int persist, int pre_avg, int post_avg, int pre_max,
+                         int post_max, double lambda, double delta, double silence_db,
+                         int min_gap)
 {
     if (sample_rate < 1000 || window < 16 || window > (1 << 20) || hop < 1 || hop > window ||
         bands_per_octave < 1 || bands_per_octave > 96 || !isfinite(fmin) || !isfinite(fmax) ||
-        !isfinite(compression) || compression <= 0.0 || pre_avg < 0 || post_avg < 0 ||
-        pre_max < 0 || post_max < 0 || pre_avg > 100000 || post_avg > 100000 ||
-        pre_max > 100000 || post_max > 100000 || !isfinite(delta) || delta < 0.0 ||
-        !isfinite(silence_db) || silence_db > 0.0 || min_gap < 0)
+        !isfinite(compression) || compression <= 0.0 || !isfinite(level_release) ||
+        level_release < 0.0 || span < 1 || span > 64 || persist < 0 || persist > 64 ||
+        pre_avg < 0 || post_avg < 0 || pre_max < 0 || post_max < 0 || pre_avg > 100000 ||
+        post_avg > 100000 || pre_max > 100000 || post_max > 100000 || !isfinite(lambda) ||
+        lambda < 0.0 || !isfinite(delta) || delta < 0.0 || !isfinite(silence_db) ||
+        silence_db > 0.0 || min_gap < 0)
         return NULL;
     lg_onsets *s = calloc(1, sizeof *s);
     if (!s)
@@ -170,6 +172,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     long mu = lround((double)window / (4.0 * hop));
     s->mu = mu < 1 ? 1 : (int)mu;
     s->span = span;
+    s->persist = persist;
     s->pre_avg = pre_avg;
     s->post_avg = post_avg;
     s->pre_max = pre_max;
@@ -178,36 +181,34 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     if (s->latency < 1)
         s->latency = 1;
     s->compression = compression;
+    s->lambda = lambda;
     s->delta = delta;
     s->silence_power = pow(10.0, silence_db / 10.0);
+    s->level_decay = pow(10.0, -level_release / 20.0 * hop / sample_rate);
+    s->level_floor = pow(10.0, silence_db / 20.0) / sqrt(2.0);
     s->min_gap = min_gap;
     int back = pre_avg > pre_max ? pre_avg : pre_max;
-    s->ring = (back > 1 ? back : 1) + s->latency + 1;
-    int half = s->nfft / 2;
+    s->ring = (back > 1 ? back : 1) + s->latency + s->persist + 1;
+    s->rows = s->mu + s->span + s->persist;
     s->fft = lg_fft_new(s->nfft);
     s->win = malloc(sizeof(double) * (size_t)window);
     s->frame = malloc(sizeof(double) * (size_t)window);
     s->fft_in = calloc((size_t)s->nfft, sizeof(double));
     s->spec = malloc(sizeof(double) * (size_t)(s->nfft + 2));
-    s->mag = calloc((size_t)half + 1, sizeof(double));
+    s->mag = calloc((size_t)s->nfft / 2 + 1, sizeof(double));
     s->flux = malloc(sizeof(double) * (size_t)s->ring);
     s->power = malloc(sizeof(double) * (size_t)s->ring);
-    s->sortbuf = malloc(sizeof(double) * (size_t)(pre_avg + post_avg + 1));
-    s->lambda = lambda;
-    s->use_median = use_median;
-    s->agc = agc;
-    s->level_decay = pow(10.0, -level_decay_db_per_s / 20.0 * hop / sample_rate);
-    s->level_floor = pow(10.0, silence_db / 20.0) / sqrt(2.0);
+    s->sorted = malloc(sizeof(double) * ((size_t)pre_avg + (size_t)post_avg + 1));
     if (!s->fft || !s->win || !s->frame || !s->fft_in || !s->spec || !s->mag || !s->flux ||
-        !s->power || build_filterbank(s, sample_rate, bands_per_octave, fmin, fmax) != 0) {
+        !s->power || !s->sorted ||
+        build_filterbank(s, sample_rate, bands_per_octave, fmin, fmax) != 0) {
         lg_onsets_free(s);
         return NULL;
     }
-    s->logband = malloc(sizeof(double) * (size_t)s->nbands);
-    s->rows = s->mu + s->span - 1;
-    s->prev = malloc(sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
+    s->bands = malloc(sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
     s->ref = malloc(sizeof(double) * (size_t)s->nbands);
-    if (!s->logband || !s->prev || !s->ref) {
+    s->now = malloc(sizeof(double) * (size_t)s->nbands);
+    if (!s->bands || !s->ref || !s->now) {
         lg_onsets_free(s);
         return NULL;
     }
@@ -230,28 +231,34 @@ void lg_onsets_reset(lg_onsets *s)
 {
     s->fill = 0;
     s->frames = 0;
+    s->odf_frames = 0;
     s->decided = 0;
     s->last_onset = INT64_MIN;
-    s->level = 0.0;
     s->nonfinite = 0;
+    s->level = 0.0;
     s->finished = 0;
-    memset(s->prev, 0, sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
 }
 
 int lg_onsets_max_outputs(const lg_onsets *s, int n)
 {
     if (n < 0)
-        return s->latency;
+        return s->persist + s->latency + 1;
     return n / s->hop + 1;
 }
 
 int64_t lg_onsets_nonfinite(const lg_onsets *s) { return s->nonfinite; }
 int lg_onsets_diff_frames(const lg_onsets *s) { return s->mu; }
-int lg_onsets_latency(const lg_onsets *s) { return s->latency; }
+int lg_onsets_latency(const lg_onsets *s) { return s->persist + s->latency; }
 int lg_onsets_bands(const lg_onsets *s) { return s->nbands; }
+int64_t lg_onsets_offset(const lg_onsets *s) { return (int64_t)s->offset; }
 
-/* Flux of the full frame in s->frame; stores it and the frame's mean square in the rings. */
-static double analyse_frame(lg_onsets *s)
+static const double *band_row(const lg_onsets *s, int64_t k)
+{
+    return s->bands + (size_t)(k % s->rows) * (size_t)s->nbands;
+}
+
+/* Analyse the full frame in s->frame into its band row, mean square and the level tracker. */
+static void analyse_frame(lg_onsets *s)
 {
     int n = s->window;
     double energy = 0.0;
@@ -265,7 +272,7 @@ static double analyse_frame(lg_onsets *s)
         double re = s->spec[2 * k], im = s->spec[2 * k + 1];
         s->mag[k] = sqrt(re * re + im * im);
     }
-    double *B = s->logband;
+    double *row = s->bands + (size_t)(s->frames % s->rows) * (size_t)s->nbands;
     double peak = 0.0;
     for (int b = 0; b < s->nbands; b++) {
         const double *w = s->fb_weight + s->fb_offset[b];
@@ -273,47 +280,54 @@ static double analyse_frame(lg_onsets *s)
         double v = 0.0;
         for (int k = 0; k < s->fb_count[b]; k++)
             v += w[k] * m[k];
-        B[b] = v;
+        row[b] = v;
         if (v > peak)
             peak = v;
     }
     s->level *= s->level_decay;
     if (peak > s->level)
         s->level = peak;
-    double knee = s->agc ? (s->level > s->level_floor ? s->level : s->level_floor) / s->compression
-                         : 1.0 / s->compression;
-    int last = s->nbands - 1;
-    for (int i = 0; i < s->span; i++) {
-        int64_t f = s->frames - s->mu - i;
-        const double *r = s->prev + (size_t)(((f % s->rows) + s->rows) % s->rows) * (size_t)s->nbands;
-        if (i == 0)
-            memcpy(s->ref, r, sizeof(double) * (size_t)s->nbands);
-        else
-            for (int b = 0; b <= last; b++)
-                if (r[b] > s->ref[b])
-                    s->ref[b] = r[b];
-    }
-    double flux = 0.0;
-    for (int b = 0; b <= last; b++) {
-        double d = B[b] - s->ref[b];
-        if (d > 0.0)
-            flux += log1p(d / (knee + s->ref[b]));
-    }
-    double *row = s->prev + (size_t)(s->frames % s->rows) * (size_t)s->nbands;
-    for (int b = 0; b <= last; b++) {
-        double v = B[b];
-        if (b > 0 && B[b - 1] > v)
-            v = B[b - 1];
-        if (b < last && B[b + 1] > v)
-            v = B[b + 1];
-        row[b] = v;
-    }
-    int slot = (int)(s->frames % s->ring);
-    s->flux[slot] = flux;
-    s->power[slot] = energy / n;
+    s->power[s->frames % s->ring] = energy / n;
     s->frames++;
     memmove(s->frame, s->frame + s->hop, sizeof(double) * (size_t)(n - s->hop));
     s->fill = n - s->hop;
+}
+
+/* Flux of frame j, given frames up to `newest`: the rise of what persists in frames
+ * j .. j + persist over the maximum of frames j - mu - span + 1 .. j - mu across neighbouring
+ * bands, log-compressed with the knee 1/compression below the tracked level. */
+static double frame_flux(lg_onsets *s, int64_t j, int64_t newest)
+{
+    int nb = s->nbands, last = nb - 1;
+    memcpy(s->now, band_row(s, j), sizeof(double) * (size_t)nb);
+    for (int64_t i = j + 1; i <= j + s->persist && i <= newest; i++) {
+        const double *r = band_row(s, i);
+        for (int b = 0; b < nb; b++)
+            if (r[b] < s->now[b])
+                s->now[b] = r[b];
+    }
+    memset(s->ref, 0, sizeof(double) * (size_t)nb);
+    for (int64_t i = j - s->mu - s->span + 1; i <= j - s->mu; i++) {
+        if (i < 0)
+            continue;
+        const double *r = band_row(s, i);
+        for (int b = 0; b < nb; b++) {
+            double v = r[b];
+            if (b > 0 && r[b - 1] > v)
+                v = r[b - 1];
+            if (b < last && r[b + 1] > v)
+                v = r[b + 1];
+            if (v > s->ref[b])
+                s->ref[b] = v;
+        }
+    }
+    double knee = (s->level > s->level_floor ? s->level : s->level_floor) / s->compression;
+    double flux = 0.0;
+    for (int b = 0; b < nb; b++) {
+        double d = s->now[b] - s->ref[b];
+        if (d > 0.0)
+            flux += log1p(d / (knee + s->ref[b]));
+    }
     return flux;
 }
 
@@ -340,32 +354,35 @@ static int64_t onset_time(const lg_onsets *s, int64_t j, int64_t newest)
     return est > 0.0 ? (int64_t)floor(est + 0.5) : 0;
 }
 
-/* Decide frame j with the frames up to s->frames - 1; 1 if it is an onset. */
+/* Median of flux[lo .. hi] (frames before the stream count as 0). */
+static double median_flux(lg_onsets *s, int64_t lo, int64_t hi)
+{
+    int n = 0;
+    for (int64_t i = lo; i <= hi; i++) {
+        double v = flux_at(s, i);
+        int q = n++;
+        while (q > 0 && s->sorted[q - 1] > v) {
+            s->sorted[q] = s->sorted[q - 1];
+            q--;
+        }
+        s->sorted[q] = v;
+    }
+    return n % 2 ? s->sorted[n / 2] : 0.5 * (s->sorted[n / 2 - 1] + s->sorted[n / 2]);
+}
+
+/* Decide ODF frame j with the ODF frames up to s->odf_frames - 1; 1 if it is an onset. */
 static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *strength)
 {
-    int64_t newest = s->frames - 1;
+    int64_t newest = s->odf_frames - 1;
     double f = flux_at(s, j);
     int64_t hi = j + s->post_max < newest ? j + s->post_max : newest;
     for (int64_t i = j - s->pre_max; i <= hi; i++)
         if (flux_at(s, i) > f)
             return 0;
     hi = j + s->post_avg < newest ? j + s->post_avg : newest;
-    double sum = 0.0;
-    int cnt = 0;
-    for (int64_t i = j - s->pre_avg; i <= hi; i++) {
-        double v = flux_at(s, i);
-        sum += v;
-        int q = cnt++;
-        while (q > 0 && s->sortbuf[q - 1] > v) {
-            s->sortbuf[q] = s->sortbuf[q - 1];
-            q--;
-        }
-        s->sortbuf[q] = v;
-    }
-    double centre = s->use_median ? (cnt % 2 ? s->sortbuf[cnt / 2] : 0.5 * (s->sortbuf[cnt / 2 - 1] + s->sortbuf[cnt / 2])) : sum / cnt;
-    if (f < s->lambda * centre + s->delta)
+    if (f < s->lambda * median_flux(s, j - s->pre_avg, hi) + s->delta)
         return 0;
-    hi = j + s->latency < newest ? j + s->latency : newest;
+    hi = j + s->latency + s->persist < s->frames - 1 ? j + s->latency + s->persist : s->frames - 1;
     double loudest = 0.0;
     for (int64_t i = j; i <= hi; i++)
         if (s->power[i % s->ring] > loudest)
@@ -381,8 +398,17 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
     return 1;
 }
 
-/* Consume samples; after each completed frame either write its flux
- * (flux != NULL) or make every decision that frame enables. Returns outputs written. */
+/* Compute the flux of ODF frame s->odf_frames from the analysed frames. */
+static double next_flux(lg_onsets *s)
+{
+    double v = frame_flux(s, s->odf_frames, s->frames - 1);
+    s->flux[s->odf_frames % s->ring] = v;
+    s->odf_frames++;
+    return v;
+}
+
+/* Consume samples; after each completed frame either write the flux it completes
+ * (flux != NULL) or make every decision that enables. Returns outputs written. */
 static int feed(lg_onsets *s, const float *in, int n, double *flux, int64_t *onset_sample,
                 double *strength)
 {
@@ -406,12 +432,15 @@ static int feed(lg_onsets *s, const float *in, int n, double *flux, int64_t *ons
         i += take;
         if (s->fill < s->window)
             break;
-        double v = analyse_frame(s);
+        analyse_frame(s);
+        if (s->frames <= s->persist)
+            continue;
+        double v = next_flux(s);
         if (flux) {
             flux[count++] = v;
             continue;
         }
-        while (s->decided + s->latency < s->frames) {
+        while (s->decided + s->latency < s->odf_frames) {
             count += decide(s, s->decided, onset_sample + count, strength + count);
             s->decided++;
         }
@@ -440,7 +469,7 @@ int lg_onsets_finish(lg_onsets *s, int64_t *onset_sample, double *strength, int 
     if (cap < lg_onsets_max_outputs(s, -1))
         return -2;
     int count = 0;
-    for (; s->decided < s->frames; s->decided++)
+    for (; s->decided < s->odf_frames; s->decided++)
         count += decide(s, s->decided, onset_sample + count, strength + count);
     s->finished = 1;
     return count;

@@ -22,9 +22,10 @@ typedef struct lg_onsets lg_onsets;
 /* NULL if any parameter is invalid (hop > window, window < 16, fewer than 3 filter bands
  * between fmin and min(fmax, sample_rate / 2), negative frame counts, ...). */
 lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_octave,
-                         double fmin, double fmax, double compression, int pre_avg,
-                         int post_avg, int pre_max, int post_max, double delta,
-                         double silence_db, int min_gap, int span, double lambda, int use_median, int agc, double level_decay_db_per_s);
+                         double fmin, double fmax, double compression, double level_release,
+                         int span, int persist, int pre_avg, int post_avg, int pre_max,
+                         int post_max, double lambda, double delta, double silence_db,
+                         int min_gap);
 void lg_onsets_free(lg_onsets *s);
 /* Back to the state of a fresh detector (stream position 0). */
 void lg_onsets_reset(lg_onsets *s);
@@ -56,6 +57,8 @@ int lg_onsets_diff_frames(const lg_onsets *s);
 int lg_onsets_latency(const lg_onsets *s);
 /* Number of filter bands actually used (duplicates at low frequencies merged). */
 int lg_onsets_bands(const lg_onsets *s);
+/* Calibrated position of an onset within the frame whose flux peaks on it, in samples. */
+int64_t lg_onsets_offset(const lg_onsets *s);
 /* cffi:end */
 
 #endif

@@ -75,7 +75,7 @@ class Pipeline:
 class Config:
     source: str
     pipelines: Mapping[str, Pipeline]
-    server: ServerSettings = ServerSettings()
+    server: ServerSettings = attrs.field(factory=ServerSettings)
 
     def pipeline(self, name: str) -> Pipeline:
         try:

@@ -27,6 +27,8 @@ def _frames(ms: float, sample_rate: int, hop: int) -> int:
 def new_detector(params: OnsetsFluxParams, sample_rate: int) -> Any:
     """A C detector for these params (owned: freed with the returned object)."""
     hop = params.hop
+    import os
+    env = os.environ.get
     state = lib.lg_onsets_new(
         sample_rate,
         params.window,
@@ -35,18 +37,17 @@ def new_detector(params: OnsetsFluxParams, sample_rate: int) -> Any:
         FMIN_HZ,
         FMAX_HZ,
         params.compression,
+        float(env("RELEASE", "10")),
+        int(env("SPAN", "2")),
+        int(env("PERSIST", "0")),
         _frames(params.pre_avg_ms, sample_rate, hop),
         _frames(params.post_avg_ms, sample_rate, hop),
         _frames(params.pre_max_ms, sample_rate, hop),
         _frames(params.post_max_ms, sample_rate, hop),
+        float(env("LAMBDA", "2.5")),
         params.delta,
         params.silence_db,
         round(params.min_gap_ms * sample_rate / 1000.0),
-        int(__import__('os').environ.get('SPAN', '1')),
-        float(__import__('os').environ.get('LAMBDA', '1')),
-        int(__import__('os').environ.get('MEDIAN', '0')),
-        int(__import__('os').environ.get('AGC', '0')),
-        float(__import__('os').environ.get('DECAY', '10')),
     )
     return owned(state, lib.lg_onsets_free, f"onsets_flux at {sample_rate} Hz with {params}")
 

@@ -1,0 +1,456 @@
+"""`legato serve`: every pipeline of a config, served as live sessions over trio-websocket.
+
+Ownership: the server's root nursery owns the listener and every session's analysis task (a
+session outlives its connection so it can be resumed); trio-websocket's handler nursery owns one
+task per connection, which runs that connection's receive and send loops in its own nursery.
+Every handler is wrapped, so nothing a client does can raise into the listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import secrets
+import signal
+import time
+import uuid
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from . import __version__
+from .config import Config
+from .errors import LegatoError
+from .protocol import (
+    PROTOCOL_VERSION,
+    SAMPLE_FORMATS,
+    Audio,
+    CloseCode,
+    End,
+    Error,
+    ErrorCode,
+    Hello,
+    Limits,
+    Ping,
+    Pong,
+    ProtocolError,
+    Resume,
+    Resumed,
+    ServerShutdown,
+    Start,
+    Started,
+    StatsRequest,
+    Summary,
+    decode_audio_json,
+    encode,
+    encode_analysis,
+    parse_client_message,
+)
+from .session import Session, State
+from .settings import ServerSettings
+
+log = logging.getLogger("legato.server")
+
+BATCH_EVENTS = 1024
+"""Most events in one ``analysis`` message; a backlog goes out in several."""
+
+
+def _error(code: str, message: str, continues: bool = True) -> str:
+    return encode(Error(code=code, message=message, continues=continues))
+
+
+class Server:
+    """Serves a config's pipelines; ``run`` until ``shutdown`` is called (or cancelled)."""
+
+    def __init__(self, config: Config, settings: ServerSettings | None = None) -> None:
+        self.config = config
+        self.settings = settings or config.server
+        self.sessions: dict[str, Session] = {}
+        self.shutting_down = False
+        self.port: int | None = None
+        self._listen_scope: trio.CancelScope | None = None
+        self._root: trio.Nursery | None = None
+        self._stop = trio.Event()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as root:
+            self._root = root
+            async with trio.open_nursery() as handlers:
+                listener = await root.start(self._listen, handlers)
+                self.port = listener.port
+                log.info(
+                    "legato %s serving %s on ws://%s:%d/ (protocol v%d)",
+                    __version__,
+                    ", ".join(self.config.pipelines),
+                    self.settings.host,
+                    self.port,
+                    PROTOCOL_VERSION,
+                )
+                task_status.started(self)
+                await self._stop.wait()
+                await self._drain()
+                handlers.cancel_scope.cancel()
+            root.cancel_scope.cancel()
+        log.info("legato stopped")
+
+    async def _listen(
+        self, handlers: trio.Nursery, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with trio.CancelScope() as scope:
+            self._listen_scope = scope
+            await serve_websocket(
+                self._handle,
+                self.settings.host,
+                self.settings.port,
+                None,
+                handler_nursery=handlers,
+                max_message_size=self.settings.max_message_bytes,
+                message_queue_size=4,
+                connect_timeout=10,
+                disconnect_timeout=5,
+                task_status=task_status,
+            )
+
+    def shutdown(self) -> None:
+        """Stop accepting; open sessions are told, finish their queued audio, get their
+        summaries, and are closed within ``shutdown_timeout_s``."""
+        self.shutting_down = True
+        self._stop.set()
+
+    async def _drain(self) -> None:
+        self.shutting_down = True
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
+        timeout = self.settings.shutdown_timeout_s
+        with trio.move_on_after(timeout):
+            notice = encode(ServerShutdown(timeout_s=timeout))
+            for session in list(self.sessions.values()):
+                session.outbox.append(notice)
+                session.wake()
+            for session in list(self.sessions.values()):
+                await session.request_end()
+            while any(not self._settled(s) for s in self.sessions.values()):
+                await trio.sleep(0.01)
+        if self.sessions:
+            log.warning("shutdown timeout: %d session(s) cut short", len(self.sessions))
+
+    @staticmethod
+    def _settled(session: Session) -> bool:
+        done = session.finished.is_set()
+        return done and (session.summary_delivered or session.connection_scope is None)
+
+    # ---- connections --------------------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        """Wrap every connection: an exception here would tear the whole server down."""
+        try:
+            ws = await request.accept()
+        except Exception:
+            return
+        try:
+            await self._connection(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection handler failed; closing that connection only")
+            with trio.move_on_after(1):
+                with contextlib.suppress(Exception):
+                    await ws.aclose(CloseCode.INTERNAL, "internal server error")
+
+    async def _connection(self, ws: WebSocketConnection) -> None:
+        if self.shutting_down:
+            await ws.send_message(_error(ErrorCode.INTERNAL, "server is shutting down", False))
+            await ws.aclose(CloseCode.GOING_AWAY, "server shutting down")
+            return
+        if len(self.sessions) >= self.settings.max_sessions:
+            await ws.send_message(
+                _error(
+                    ErrorCode.TOO_MANY_SESSIONS,
+                    f"server is at max_sessions ({self.settings.max_sessions}); try again later",
+                    continues=False,
+                )
+            )
+            await ws.aclose(CloseCode.TRY_AGAIN, "too many sessions")
+            return
+        session_id, token = str(uuid.uuid4()), secrets.token_urlsafe(24)
+        await ws.send_message(encode(self._hello(session_id, token)))
+        session = await self._handshake(ws, session_id, token)
+        if session is not None:
+            await self._attach(ws, session)
+
+    def _hello(self, session_id: str, token: str) -> Hello:
+        s = self.settings
+        return Hello(
+            session_id=session_id,
+            resume_token=token,
+            protocol=PROTOCOL_VERSION,
+            server=f"legato {__version__}",
+            limits=Limits(
+                max_message_bytes=s.max_message_bytes,
+                max_frames_per_second=s.max_frames_per_second,
+                max_sessions=s.max_sessions,
+                idle_timeout_s=s.idle_timeout_s,
+                resume_grace_s=s.resume_grace_s,
+                event_buffer=s.event_buffer,
+            ),
+            pipelines=list(self.config.pipelines),
+            sample_formats=list(SAMPLE_FORMATS),
+        )
+
+    async def _handshake(
+        self, ws: WebSocketConnection, session_id: str, token: str
+    ) -> Session | None:
+        """Before a session exists: wait for `start` or `resume`, answering anything else."""
+        while True:
+            message = await self._receive(ws)
+            if message is None:
+                return None
+            if isinstance(message, bytes):
+                await ws.send_message(_error(ErrorCode.NOT_STARTED, "send `start` before audio"))
+                continue
+            try:
+                parsed = parse_client_message(message)
+                if isinstance(parsed, Start):
+                    return await self._start(ws, parsed, session_id, token)
+                if isinstance(parsed, Resume):
+                    return await self._resume(ws, parsed)
+                if isinstance(parsed, Ping):
+                    await ws.send_message(encode(Pong(id=parsed.id)))
+                    continue
+                raise ProtocolError(
+                    ErrorCode.NOT_STARTED, f"send `start` or `resume` first, not {message[:40]!r}"
+                )
+            except ProtocolError as exc:
+                await ws.send_message(_error(exc.code, exc.message, not exc.fatal))
+
+    async def _start(
+        self, ws: WebSocketConnection, start: Start, session_id: str, token: str
+    ) -> Session:
+        try:
+            pipeline = self.config.pipeline(start.pipeline)
+        except LegatoError as exc:
+            raise ProtocolError(ErrorCode.UNKNOWN_PIPELINE, str(exc)) from None
+        try:
+            session = Session(start, pipeline, self.settings, session_id, token)
+        except LegatoError as exc:
+            raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
+        self.sessions[session.id] = session
+        assert self._root is not None
+        self._root.start_soon(self._analyse, session)
+        log.info(
+            "session %s started: pipeline=%s rate=%d format=%s channels=%d user=%s piece=%s",
+            session.id,
+            start.pipeline,
+            start.sample_rate,
+            start.format,
+            start.channels,
+            start.user,
+            start.piece,
+        )
+        stages = [{"id": s.id, "type": s.type.name} for s in pipeline.stages]
+        await ws.send_message(
+            encode(
+                Started(
+                    session_id=session.id,
+                    pipeline=start.pipeline,
+                    sample_rate=start.sample_rate,
+                    format=start.format,
+                    channels=start.channels,
+                    stages=stages,
+                )
+            )
+        )
+        return session
+
+    async def _resume(self, ws: WebSocketConnection, resume: Resume) -> Session | None:
+        session = self.sessions.get(resume.session_id)
+        if session is None or not hmac.compare_digest(session.token, resume.token):
+            await ws.send_message(
+                _error(
+                    ErrorCode.RESUME_FAILED,
+                    "no resumable session with that id and token (unknown, wrong token, or "
+                    "its grace period is over)",
+                    continues=False,
+                )
+            )
+            await ws.aclose(CloseCode.RESUME_FAILED, "resume failed")
+            return None
+        if session.connection_scope is not None:
+            session.connection_scope.cancel()  # a stale connection still holds it: take over
+        available = session.log.oldest()
+        if resume.last_seq + 1 < available:
+            lost = available - resume.last_seq - 1
+            session.outbox.append(
+                _error(
+                    ErrorCode.EVENTS_DROPPED,
+                    f"{lost} events after seq {resume.last_seq} are no longer held "
+                    f"(event_buffer = {self.settings.event_buffer})",
+                )
+            )
+        session.sent_seq = min(max(resume.last_seq, available - 1), session.log.last_seq)
+        replay = session.log.last_seq - session.sent_seq
+        await ws.send_message(
+            encode(
+                Resumed(
+                    session_id=session.id,
+                    last_seq=session.log.last_seq,
+                    samples_received=session.counters.samples_received,
+                    replayed=replay,
+                )
+            )
+        )
+        log.info("session %s resumed after seq %d", session.id, resume.last_seq)
+        return session
+
+    async def _attach(self, ws: WebSocketConnection, session: Session) -> None:
+        with trio.CancelScope() as scope:
+            session.connection_scope = scope
+            session.detached_at = None
+            if session.state is State.DETACHED:
+                session.state = State.ACTIVE
+            async with trio.open_nursery() as loops:
+                loops.start_soon(self._send_loop, ws, session, loops.cancel_scope)
+                await self._receive_loop(ws, session)
+                loops.cancel_scope.cancel()
+        if session.connection_scope is scope:  # not taken over by a newer connection
+            session.connection_scope = None
+            if not session.summary_delivered:
+                self._detach(session)
+
+    def _detach(self, session: Session) -> None:
+        if session.state is State.ACTIVE:
+            session.state = State.DETACHED
+        session.detached_at = time.monotonic()
+        log.info(
+            "session %s detached; resumable for %.0f s", session.id, self.settings.resume_grace_s
+        )
+        assert self._root is not None
+        self._root.start_soon(self._grace, session, session.detached_at)
+
+    async def _grace(self, session: Session, detached_at: float) -> None:
+        await trio.sleep(self.settings.resume_grace_s)
+        if session.connection_scope is not None or session.detached_at != detached_at:
+            return  # resumed in time
+        if not session.finished.is_set():
+            session.state = State.ABANDONED
+            await session.request_end()
+            await session.finished.wait()
+        self._forget(session)
+
+    async def _analyse(self, session: Session) -> None:
+        await session.analyse()
+        s = session.summary or {}
+        log.info(
+            "session %s %s: %.1f s of audio, %d events, %d frames dropped",
+            session.id,
+            session.state.value,
+            s.get("duration_s", 0.0),
+            session.counters.events_produced,
+            session.counters.frames_dropped,
+        )
+
+    def _forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+
+    # ---- loops --------------------------------------------------------------------------
+
+    async def _receive(self, ws: WebSocketConnection, idle: bool = True) -> str | bytes | None:
+        """Next message, or None when the connection closed or went idle (then closed)."""
+        timeout = self.settings.idle_timeout_s if idle else float("inf")
+        try:
+            with trio.move_on_after(timeout):
+                return await ws.get_message()
+        except ConnectionClosed:
+            return None
+        await ws.send_message(
+            _error(ErrorCode.IDLE_TIMEOUT, f"nothing received for {timeout:.0f} s", False)
+        )
+        await ws.aclose(CloseCode.IDLE, "idle timeout")
+        return None
+
+    async def _receive_loop(self, ws: WebSocketConnection, session: Session) -> None:
+        while True:
+            message = await self._receive(ws, idle=not session.ending)
+            if message is None:
+                return
+            now = time.perf_counter()
+            try:
+                if isinstance(message, bytes):
+                    session.accept_audio(message, now)
+                    continue
+                parsed = parse_client_message(message)
+                if isinstance(parsed, Audio):
+                    session.accept_audio(decode_audio_json(parsed), now, "f32le")
+                elif isinstance(parsed, Ping):
+                    await ws.send_message(encode(Pong(id=parsed.id)))
+                elif isinstance(parsed, StatsRequest):
+                    await ws.send_message(encode(session.stats()))
+                elif isinstance(parsed, End):
+                    await session.request_end()
+                elif isinstance(parsed, Start | Resume):
+                    raise ProtocolError(
+                        ErrorCode.ALREADY_STARTED, f"session {session.id} is already running"
+                    )
+            except ProtocolError as exc:
+                await ws.send_message(_error(exc.code, exc.message, not exc.fatal))
+
+    async def _send_loop(
+        self, ws: WebSocketConnection, session: Session, loops: trio.CancelScope
+    ) -> None:
+        while True:
+            session.changed = trio.Event()  # reset before looking, so no wake-up is missed
+            while session.outbox:
+                await ws.send_message(session.outbox.pop(0))
+            texts, last_seq, through = session.take_unsent(BATCH_EVENTS)
+            if texts:
+                await ws.send_message(encode_analysis(through, texts))
+                session.mark_sent(last_seq, len(texts), through, time.perf_counter())
+                continue
+            if session.finished.is_set() and session.all_sent():
+                await self._deliver_summary(ws, session)
+                loops.cancel()
+                return
+            await session.changed.wait()
+
+    async def _deliver_summary(self, ws: WebSocketConnection, session: Session) -> None:
+        s = session.summary or {}
+        await ws.send_message(
+            encode(
+                Summary(
+                    session_id=session.id,
+                    status=s.get("status", session.state.value),
+                    samples=s.get("samples", 0),
+                    duration_s=s.get("duration_s", 0.0),
+                    practice=s.get("practice", {}),
+                    stages=s.get("stages", {}),
+                    stats=session.stats(),
+                )
+            )
+        )
+        session.summary_delivered = True
+        self._forget(session)
+        code = CloseCode.GOING_AWAY if self.shutting_down else CloseCode.NORMAL
+        await ws.aclose(code, "session complete")
+
+
+async def serve(config: Config, settings: ServerSettings | None = None) -> None:
+    """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once)."""
+    server = Server(config, settings)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+        await server.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(server: Server, everything: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if server.shutting_down:
+                log.warning("second %s: stopping now", signal.Signals(signum).name)
+                everything.cancel()
+                return
+            log.info("%s: draining sessions", signal.Signals(signum).name)
+            server.shutdown()

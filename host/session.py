@@ -1,0 +1,302 @@
+"""A live session: one pipeline running over one client's audio, independent of any single
+connection so it can be resumed. Audio is decoded and queued here; analysis runs in the
+session's own task; encoded events wait in a bounded log for whichever connection sends them.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+
+from .config import Pipeline
+from .graph import Graph
+from .practice import PracticeSummary
+from .protocol import (
+    SAMPLE_FORMATS,
+    Error,
+    ErrorCode,
+    ProtocolError,
+    Start,
+    Stats,
+    encode,
+    encode_event,
+)
+from .settings import ServerSettings
+from .stage import Event, StreamFormat
+
+END = None  # sentinel on the audio queue: no more audio
+
+
+class State(enum.Enum):
+    ACTIVE = "active"
+    DETACHED = "detached"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+
+
+@attrs.define
+class Counters:
+    frames_received: int = 0
+    frames_analysed: int = 0
+    frames_dropped: int = 0
+    samples_received: int = 0
+    samples_analysed: int = 0
+    non_finite_samples: int = 0
+    events_produced: int = 0
+    events_sent: int = 0
+    events_dropped: int = 0
+
+
+class EventLog:
+    """Encoded events by sequence number (from 1), bounded. Holds what has not been sent yet
+    and recent history for resume; when full, the oldest entry goes, counted if unsent."""
+
+    def __init__(self, capacity: int) -> None:
+        self.entries: deque[tuple[int, str]] = deque()
+        self.capacity = capacity
+        self.last_seq = 0
+
+    def append(self, encode: Callable[[int], str], sent_seq: int) -> tuple[int, bool]:
+        """Add one event; returns its seq and whether an unsent event had to be dropped."""
+        self.last_seq += 1
+        self.entries.append((self.last_seq, encode(self.last_seq)))
+        dropped = False
+        if len(self.entries) > self.capacity:
+            old_seq, _ = self.entries.popleft()
+            dropped = old_seq > sent_seq
+        return self.last_seq, dropped
+
+    def after(self, seq: int) -> list[tuple[int, str]]:
+        """Entries with sequence number greater than ``seq`` that are still held."""
+        if not self.entries or seq >= self.last_seq:
+            return []
+        first = self.entries[0][0]
+        start = max(0, seq + 1 - first)
+        return [self.entries[i] for i in range(start, len(self.entries))]
+
+    def oldest(self) -> int:
+        return self.entries[0][0] if self.entries else self.last_seq + 1
+
+
+class Session:
+    """State shared by the analysis task and the connection currently attached."""
+
+    def __init__(
+        self,
+        start: Start,
+        pipeline: Pipeline,
+        settings: ServerSettings,
+        session_id: str,
+        token: str,
+    ) -> None:
+        self.id = session_id
+        self.token = token
+        self.start = start
+        self.pipeline = pipeline
+        self.settings = settings
+        self.format = StreamFormat(start.sample_rate, start.channels)
+        self.graph = Graph(pipeline, self.format)
+        self.state = State.ACTIVE
+        self.counters = Counters()
+        self.log = EventLog(settings.event_buffer)
+        self.sent_seq = 0
+        self.practice = PracticeSummary(start.sample_rate, start.target_tempo)
+        self.summary: dict[str, Any] | None = None
+        self.audio_in, self.audio_out = trio.open_memory_channel[Any](settings.audio_queue)
+        self.changed = trio.Event()
+        self.finished = trio.Event()
+        self.ending = False
+        self.started_at = time.time()
+        self.detached_at: float | None = None
+        self.connection_scope: trio.CancelScope | None = None
+        self.latencies: deque[float] = deque(maxlen=4096)
+        self._marks: deque[tuple[int, float]] = deque()
+        self._tokens = settings.max_frames_per_second
+        self._tokens_at = time.monotonic()
+        self.outbox: list[str] = []  # encoded control messages for the attached connection
+        self.summary_delivered = False
+        self._noticed_at: dict[str, float] = {}
+
+    # ---- input side (called by the connection's receive loop) ---------------------------
+
+    def accept_audio(
+        self, payload: bytes, received_at: float, sample_format: str | None = None
+    ) -> None:
+        """Decode, check and queue one audio message; never blocks the caller.
+        ``sample_format`` overrides the session's (JSON audio is always f32le)."""
+        sample_format = sample_format or self.start.format
+        width = SAMPLE_FORMATS[sample_format] * self.start.channels
+        if self.ending:
+            raise ProtocolError(ErrorCode.SESSION_ENDED, "audio after `end` is ignored")
+        if len(payload) % width:
+            raise ProtocolError(
+                ErrorCode.MISALIGNED_AUDIO,
+                f"audio message of {len(payload)} bytes is not a whole number of "
+                f"{self.start.channels}-channel {sample_format} frames "
+                f"({width} bytes each); message dropped",
+            )
+        self.counters.frames_received += 1
+        if not self._take_token():
+            self._drop(ErrorCode.RATE_LIMITED, "audio messages exceed max_frames_per_second")
+            return
+        block = self._decode(payload, sample_format)
+        self.counters.samples_received += block.shape[0]
+        try:
+            self.audio_in.send_nowait((block, received_at))
+        except trio.WouldBlock:
+            self.counters.samples_received -= block.shape[0]
+            self._drop(ErrorCode.OVERLOADED, "analysis is behind; audio message dropped")
+
+    def _decode(self, payload: bytes, sample_format: str) -> np.ndarray:
+        if sample_format == "s16le":
+            ints = np.frombuffer(payload, dtype="<i2")
+            block = (ints.astype(np.float32) / np.float32(32768.0)).reshape(-1, self.start.channels)
+            return block
+        block = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            count = int(bad.sum())
+            self.counters.non_finite_samples += count
+            block[bad] = 0.0
+            self.notice(
+                ErrorCode.NON_FINITE_AUDIO,
+                f"{self.counters.non_finite_samples} NaN/Inf samples so far were replaced by 0",
+            )
+        return block.reshape(-1, self.start.channels)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        rate = self.settings.max_frames_per_second
+        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _drop(self, code: str, why: str) -> None:
+        self.counters.frames_dropped += 1
+        self.notice(code, f"{why} ({self.counters.frames_dropped} dropped so far)")
+
+    def notice(self, code: str, message: str) -> None:
+        """Queue a non-fatal error for the client, at most one per code per second."""
+        now = time.monotonic()
+        if now - self._noticed_at.get(code, -10.0) >= 1.0:
+            self._noticed_at[code] = now
+            self.outbox.append(encode(Error(code=code, message=message, continues=True)))
+            self.wake()
+
+    async def request_end(self) -> None:
+        """No more audio: analysis finishes what is queued, then the summary is produced."""
+        if not self.ending:
+            self.ending = True
+            await self.audio_in.send(END)
+
+    # ---- analysis (the session's own task) ----------------------------------------------
+
+    async def analyse(self) -> None:
+        """Run the pipeline over queued audio until END; a failing stage ends only this
+        session."""
+        try:
+            async for item in self.audio_out:
+                if item is END:
+                    break
+                block, received_at = item
+                events = self.graph.process(block)
+                self.counters.frames_analysed += 1
+                self.counters.samples_analysed += block.shape[0]
+                self._publish(events)
+                if events:
+                    self._marks.append((self.counters.samples_analysed, received_at))
+                await trio.lowlevel.checkpoint()
+            self._publish(self.graph.finish())
+            if self.state is not State.ABANDONED:
+                self.state = State.COMPLETED
+        except Exception as exc:  # a stage bug must not take the server down
+            self.state = State.FAILED
+            self.notice(ErrorCode.STAGE_FAILED, f"analysis failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.summary = self._summary()
+            self.finished.set()
+            self.wake()
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            self.practice.add(event)
+            _, dropped = self.log.append(lambda seq, e=event: encode_event(seq, e), self.sent_seq)
+            self.counters.events_produced += 1
+            if dropped:
+                self.counters.events_dropped += 1
+                self.sent_seq = max(self.sent_seq, self.log.oldest() - 1)
+                self.notice(
+                    ErrorCode.EVENTS_DROPPED,
+                    f"client is not reading fast enough: {self.counters.events_dropped} events "
+                    f"dropped (event_buffer = {self.settings.event_buffer})",
+                )
+        if events:
+            self.wake()
+
+    # ---- output side (called by the attached connection's send loop) --------------------
+
+    def wake(self) -> None:
+        self.changed.set()
+
+    def take_unsent(self, limit: int) -> tuple[list[str], int, int]:
+        """Up to ``limit`` encoded events not yet sent, the seq of the last one, and the samples
+        analysed so far (``through``)."""
+        entries = self.log.after(self.sent_seq)[:limit]
+        last = entries[-1][0] if entries else self.sent_seq
+        return [text for _, text in entries], last, self.counters.samples_analysed
+
+    def mark_sent(self, last_seq: int, count: int, through: int, now: float) -> None:
+        self.sent_seq = max(self.sent_seq, last_seq)
+        self.counters.events_sent += count
+        while self._marks and self._marks[0][0] <= through:
+            _, received_at = self._marks.popleft()
+            self.latencies.append(now - received_at)
+
+    def all_sent(self) -> bool:
+        return self.sent_seq >= self.log.last_seq
+
+    def stats(self) -> Stats:
+        latencies = np.array(self.latencies) * 1000.0 if self.latencies else None
+        percentiles: dict[str, float | None] = {
+            f"p{p}": (None if latencies is None else round(float(np.percentile(latencies, p)), 3))
+            for p in (50, 95, 99)
+        }
+        c = self.counters
+        return Stats(
+            frames_received=c.frames_received,
+            frames_analysed=c.frames_analysed,
+            frames_dropped=c.frames_dropped,
+            samples_received=c.samples_received,
+            samples_analysed=c.samples_analysed,
+            non_finite_samples=c.non_finite_samples,
+            events_produced=c.events_produced,
+            events_sent=c.events_sent,
+            events_dropped=c.events_dropped,
+            latency_ms=percentiles,
+            queues={
+                "audio": self.audio_out.statistics().current_buffer_used,
+                "events_unsent": self.log.last_seq - self.sent_seq,
+            },
+        )
+
+    def _summary(self) -> dict[str, Any]:
+        samples = self.counters.samples_analysed
+        return {
+            "session_id": self.id,
+            "status": self.state.value,
+            "samples": samples,
+            "duration_s": samples / self.format.sample_rate,
+            "practice": self.practice.result(),
+            "stages": self.practice.stage_summaries,
+        }
