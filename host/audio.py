@@ -12,7 +12,9 @@ import soundfile as sf
 from .errors import LegatoError
 from .stage import StreamFormat
 
-BLOCK_FRAMES = 65536
+BLOCK_FRAMES = 4096
+"""Frames per block for offline runs: the block size `legato stream` sends too, so both print
+events in the same order (the events themselves do not depend on block size)."""
 
 
 class AudioFile:

@@ -1,9 +1,10 @@
-"""The `legato` command line: plugins, check, run."""
+"""The `legato` command line: serve, run, check, plugins."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import attrs
+    import trio
+
+    from .server import serve
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    config = load_config(args.config, _registry())
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        trio.run(serve, config, attrs.evolve(config.server, **overrides))
+    except OSError as exc:
+        raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="legato", description="A plugin-based, real-time audio engine host."
@@ -70,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list installed plugins and their stage types as JSON")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("serve", help="serve the config's pipelines as live WebSocket sessions")
+    p.add_argument("--config", help="TOML file of pipelines (default: the built-in config)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1, or [server] host)")
+    p.add_argument("--port", type=int, help="port (default 8765, or [server] port; 0 = any)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a pipelines config")
     p.add_argument("config", metavar="CONFIG", help="TOML file of pipelines")
