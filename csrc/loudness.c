@@ -1,9 +1,15 @@
 /* ITU-R BS.1770-4 loudness with the EBU Tech 3341 / 3342 measures.
  *
- * Per frame: K-weighting (two biquads per channel, double), the weighted sum of squares z, and
- * O(1) sliding sums of z over the 400 ms and 3 s windows, kept in a ring of the last 3 s. The
- * running sums are recomputed exactly from the ring every window length (counted in frames, so
- * the schedule does not depend on how the stream is split), which bounds floating drift.
+ * Per frame: K-weighting (two biquads per channel in double, direct form I), the weighted sum of
+ * squares z, and O(1) sliding sums of z over the 400 ms and 3 s windows, kept in a ring of the
+ * last 3 s of z (float: 576 kB at 48 kHz; the sums stay in double). Each running sum is summed
+ * afresh from the ring once per window length (counted in frames, so the schedule does not
+ * depend on how the stream is split), which bounds its floating drift to one window's worth.
+ *
+ * The K-weighting at other rates comes from the 48 kHz tables through their analogue prototypes.
+ * That keeps the RLB high-pass's published numerator (1, -2, 1), whose gain above the corner is
+ * 1.005 (+0.043 dB), as the prototype's gain at every rate: the -0.691 LU offset of BS.1770 was
+ * set with it.
  *
  * Every 100 ms (counted from the stream start) the 400 ms block energy feeds the integrated
  * loudness and the 3 s energy feeds the loudness range. Both go into histograms of 0.01 LU bins
@@ -42,7 +48,7 @@ struct lg_loudness {
     int wm, ws, step, hop; /* 400 ms, 3 s, 100 ms, report interval, in frames */
     lg_v2d weight[LG_LN_PAIRS]; /* 0 for the LFE and for the padding lane of an odd count */
     double sb[3], sa[3], hb[3], ha[3];
-    lg_v2d hist[LG_LN_PAIRS][6]; /* per channel pair: x[n-1], x[n-2], y[n-1], y[n-2], k[n-1], k[n-2] */
+    lg_v2d hist[LG_LN_PAIRS][6]; /* per pair: x, y, k at n-1 and n-2 (x1 x2 y1 y2 k1 k2) */
     float *ring; /* z of the last ws frames */
     int pos;     /* next write index in ring */
     int mpos;    /* index of the frame leaving the 400 ms window */

@@ -9,9 +9,9 @@
 
 struct lg_onsets {
     /* configuration */
-    int window, hop, nfft, mu, span, persist, latency;
+    int window, hop, nfft, mu, persist, latency;
     int pre_avg, post_avg, pre_max, post_max;
-    double compression, lambda, delta, silence_power, offset;
+    double compression, median_weight, delta, silence_power, offset;
     double level_decay, level_floor;
     int64_t min_gap;
     /* filterbank: band b weights bins fb_first[b] .. fb_first[b] + fb_count[b] - 1 */
@@ -27,6 +27,7 @@ struct lg_onsets {
     double *mag;    /* nfft / 2 + 1 */
     int rows;       /* band rows kept: frame k in row k % rows */
     double *bands;  /* rows x nbands filterbank outputs */
+    double *widened; /* rows x nbands: each band's maximum with its two neighbours */
     double *ref;    /* nbands scratch: what a frame is compared with */
     double *now;    /* nbands scratch: the persistent part of a frame */
     int ring;       /* length of the per-frame rings below */
@@ -40,6 +41,11 @@ struct lg_onsets {
 };
 
 static const double LG_PI = 3.14159265358979323846;
+
+/* Past frames whose (band-maximum) spectrum a frame's rise is measured against: three, so a
+ * random fluctuation of stationary noise has to exceed all of them to count, while a new note
+ * still rises above silence or the decay of the previous one. */
+enum { REF_FRAMES = 3 };
 
 void lg_onsets_free(lg_onsets *s)
 {
@@ -56,6 +62,7 @@ void lg_onsets_free(lg_onsets *s)
     free(s->spec);
     free(s->mag);
     free(s->bands);
+    free(s->widened);
     free(s->ref);
     free(s->now);
     free(s->flux);
@@ -112,17 +119,17 @@ static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin,
     return ok;
 }
 
-/* Peak amplitude, relative to the loudest recent partial, of the partial the onset position is
- * calibrated for: -20 dB, a strong partial of the note that starts. */
-static const double REF_PARTIAL = 0.1;
+/* Amplitude, relative to the tracked level, of the partial the onset position is calibrated
+ * for: -10 dB, the strongest partials of a new note, which dominate its flux. */
+static const double REF_PARTIAL = 0.316;
 
-/* Where an onset lies in the frame whose flux peaks on it. A partial of relative amplitude A
- * starting d samples into frame k has a magnitude of about A * c(d), c(d) the (unit-sum) window
- * mass from d on, so with the knee at 1/compression its flux over frame k - mu is
- *   ln(1 + g A c(d)) - ln(1 + g A c(d + mu*hop)),   g = compression,
+/* Where an onset lies in the frame whose flux peaks on it. A partial of amplitude A (relative
+ * to the tracked level) starting d samples into frame k has a band value of about
+ * A * level * c(d), c(d) the unit-sum window mass from d on, so its flux over frame k - mu is
+ *   ln(1 + g c(d)) - ln(1 + g c(d + mu*hop)),   g = A * compression,
  * largest at the d stored as the offset. Louder partials peak later in the window (earlier
- * frames), quieter ones earlier: over 40 dB around the reference the position moves by about a
- * tenth of the window. */
+ * frames), quieter ones earlier: from 30 dB below the level up to the level the position moves
+ * by under a fifth of the window (4 ms for 1024 samples at 44.1 kHz). */
 static int calibrate_offset(lg_onsets *s)
 {
     int n = s->window, lag = s->mu * s->hop;
@@ -148,18 +155,16 @@ static int calibrate_offset(lg_onsets *s)
 
 lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_octave,
                          double fmin, double fmax, double compression, double level_release,
-                         int span, int persist, int pre_avg, int post_avg, int pre_max,
-                         int post_max, double lambda, double delta, double silence_db,
-                         int min_gap)
+                         int pre_avg, int post_avg, int pre_max, int post_max,
+                         double median_weight, double delta, double silence_db, int min_gap)
 {
     if (sample_rate < 1000 || window < 16 || window > (1 << 20) || hop < 1 || hop > window ||
         bands_per_octave < 1 || bands_per_octave > 96 || !isfinite(fmin) || !isfinite(fmax) ||
-        !isfinite(compression) || compression <= 0.0 || !isfinite(level_release) ||
-        level_release < 0.0 || span < 1 || span > 64 || persist < 0 || persist > 64 ||
-        pre_avg < 0 || post_avg < 0 || pre_max < 0 || post_max < 0 || pre_avg > 100000 ||
-        post_avg > 100000 || pre_max > 100000 || post_max > 100000 || !isfinite(lambda) ||
-        lambda < 0.0 || !isfinite(delta) || delta < 0.0 || !isfinite(silence_db) ||
-        silence_db > 0.0 || min_gap < 0)
+        !(compression > 0.0 && compression <= 1e9) || !isfinite(level_release) ||
+        level_release < 0.0 || pre_avg < 0 || post_avg < 0 || pre_max < 0 || post_max < 0 ||
+        pre_avg > 100000 || post_avg > 100000 || pre_max > 100000 || post_max > 100000 ||
+        !isfinite(median_weight) || median_weight < 0.0 || !isfinite(delta) || delta < 0.0 ||
+        !(silence_db >= -300.0 && silence_db <= 0.0) || min_gap < 0)
         return NULL;
     lg_onsets *s = calloc(1, sizeof *s);
     if (!s)
@@ -171,8 +176,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
         s->nfft <<= 1;
     long mu = lround((double)window / (4.0 * hop));
     s->mu = mu < 1 ? 1 : (int)mu;
-    s->span = span;
-    s->persist = persist;
+    s->persist = (window + hop - 1) / hop;
     s->pre_avg = pre_avg;
     s->post_avg = post_avg;
     s->pre_max = pre_max;
@@ -181,7 +185,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     if (s->latency < 1)
         s->latency = 1;
     s->compression = compression;
-    s->lambda = lambda;
+    s->median_weight = median_weight;
     s->delta = delta;
     s->silence_power = pow(10.0, silence_db / 10.0);
     s->level_decay = pow(10.0, -level_release / 20.0 * hop / sample_rate);
@@ -189,7 +193,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     s->min_gap = min_gap;
     int back = pre_avg > pre_max ? pre_avg : pre_max;
     s->ring = (back > 1 ? back : 1) + s->latency + s->persist + 1;
-    s->rows = s->mu + s->span + s->persist;
+    s->rows = s->mu + REF_FRAMES + s->persist;
     s->fft = lg_fft_new(s->nfft);
     s->win = malloc(sizeof(double) * (size_t)window);
     s->frame = malloc(sizeof(double) * (size_t)window);
@@ -206,9 +210,10 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
         return NULL;
     }
     s->bands = malloc(sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
+    s->widened = malloc(sizeof(double) * (size_t)s->nbands * (size_t)s->rows);
     s->ref = malloc(sizeof(double) * (size_t)s->nbands);
     s->now = malloc(sizeof(double) * (size_t)s->nbands);
-    if (!s->bands || !s->ref || !s->now) {
+    if (!s->bands || !s->widened || !s->ref || !s->now) {
         lg_onsets_free(s);
         return NULL;
     }
@@ -252,37 +257,48 @@ int lg_onsets_latency(const lg_onsets *s) { return s->persist + s->latency; }
 int lg_onsets_bands(const lg_onsets *s) { return s->nbands; }
 int64_t lg_onsets_offset(const lg_onsets *s) { return (int64_t)s->offset; }
 
-static const double *band_row(const lg_onsets *s, int64_t k)
-{
-    return s->bands + (size_t)(k % s->rows) * (size_t)s->nbands;
-}
-
-/* Analyse the full frame in s->frame into its band row, mean square and the level tracker. */
+/* Analyse the full frame in s->frame into its band rows, mean square and the level. */
 static void analyse_frame(lg_onsets *s)
 {
-    int n = s->window;
-    double energy = 0.0;
-    for (int i = 0; i < n; i++) {
-        double x = s->frame[i];
-        energy += x * x;
-        s->fft_in[i] = x * s->win[i];
+    int n = s->window, nb = s->nbands, last = nb - 1;
+    const double *restrict x = s->frame;
+    const double *restrict win = s->win;
+    double *restrict in = s->fft_in;
+    double e[4] = {0.0, 0.0, 0.0, 0.0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int q = 0; q < 4; q++) {
+            e[q] += x[i + q] * x[i + q];
+            in[i + q] = x[i + q] * win[i + q];
+        }
+    for (; i < n; i++) {
+        e[0] += x[i] * x[i];
+        in[i] = x[i] * win[i];
     }
-    lg_fft_forward(s->fft, s->fft_in, s->spec);
-    for (int k = s->bin_lo; k < s->bin_hi; k++) {
-        double re = s->spec[2 * k], im = s->spec[2 * k + 1];
-        s->mag[k] = sqrt(re * re + im * im);
-    }
-    double *row = s->bands + (size_t)(s->frames % s->rows) * (size_t)s->nbands;
+    double energy = (e[0] + e[1]) + (e[2] + e[3]);
+    lg_fft_forward(s->fft, in, s->spec);
+    const double *restrict spec = s->spec;
+    double *restrict mag = s->mag;
+    for (int k = s->bin_lo; k < s->bin_hi; k++)
+        mag[k] = sqrt(spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]);
+    size_t at = (size_t)(s->frames % s->rows) * (size_t)nb;
+    double *restrict row = s->bands + at;
+    double *restrict wide = s->widened + at;
     double peak = 0.0;
-    for (int b = 0; b < s->nbands; b++) {
+    for (int b = 0; b < nb; b++) {
         const double *w = s->fb_weight + s->fb_offset[b];
-        const double *m = s->mag + s->fb_first[b];
+        const double *m = mag + s->fb_first[b];
         double v = 0.0;
         for (int k = 0; k < s->fb_count[b]; k++)
             v += w[k] * m[k];
         row[b] = v;
-        if (v > peak)
-            peak = v;
+        peak = v > peak ? v : peak;
+    }
+    for (int b = 0; b < nb; b++) {
+        double v = row[b];
+        double lo = b > 0 ? row[b - 1] : v, hi = b < last ? row[b + 1] : v;
+        v = lo > v ? lo : v;
+        wide[b] = hi > v ? hi : v;
     }
     s->level *= s->level_decay;
     if (peak > s->level)
@@ -293,42 +309,39 @@ static void analyse_frame(lg_onsets *s)
     s->fill = n - s->hop;
 }
 
-/* Flux of frame j, given frames up to `newest`: the rise of what persists in frames
- * j .. j + persist over the maximum of frames j - mu - span + 1 .. j - mu across neighbouring
- * bands, log-compressed with the knee 1/compression below the tracked level. */
+/* Flux of frame j from the analysed frames up to `newest` (see onsets.h). The sum of logs is
+ * taken as the log of a product of factors >= 1, flushed before it could overflow. */
 static double frame_flux(lg_onsets *s, int64_t j, int64_t newest)
 {
-    int nb = s->nbands, last = nb - 1;
-    memcpy(s->now, band_row(s, j), sizeof(double) * (size_t)nb);
+    int nb = s->nbands;
+    double *restrict now = s->now;
+    double *restrict ref = s->ref;
+    memcpy(now, s->bands + (size_t)(j % s->rows) * (size_t)nb, sizeof(double) * (size_t)nb);
     for (int64_t i = j + 1; i <= j + s->persist && i <= newest; i++) {
-        const double *r = band_row(s, i);
+        const double *restrict r = s->bands + (size_t)(i % s->rows) * (size_t)nb;
         for (int b = 0; b < nb; b++)
-            if (r[b] < s->now[b])
-                s->now[b] = r[b];
+            now[b] = r[b] < now[b] ? r[b] : now[b];
     }
-    memset(s->ref, 0, sizeof(double) * (size_t)nb);
-    for (int64_t i = j - s->mu - s->span + 1; i <= j - s->mu; i++) {
+    memset(ref, 0, sizeof(double) * (size_t)nb);
+    for (int64_t i = j - s->mu - REF_FRAMES + 1; i <= j - s->mu; i++) {
         if (i < 0)
             continue;
-        const double *r = band_row(s, i);
-        for (int b = 0; b < nb; b++) {
-            double v = r[b];
-            if (b > 0 && r[b - 1] > v)
-                v = r[b - 1];
-            if (b < last && r[b + 1] > v)
-                v = r[b + 1];
-            if (v > s->ref[b])
-                s->ref[b] = v;
-        }
+        const double *restrict r = s->widened + (size_t)(i % s->rows) * (size_t)nb;
+        for (int b = 0; b < nb; b++)
+            ref[b] = r[b] > ref[b] ? r[b] : ref[b];
     }
     double knee = (s->level > s->level_floor ? s->level : s->level_floor) / s->compression;
-    double flux = 0.0;
+    double flux = 0.0, product = 1.0;
     for (int b = 0; b < nb; b++) {
-        double d = s->now[b] - s->ref[b];
-        if (d > 0.0)
-            flux += log1p(d / (knee + s->ref[b]));
+        if (now[b] > ref[b]) {
+            product *= (knee + now[b]) / (knee + ref[b]);
+            if (product > 1e200) {
+                flux += log(product);
+                product = 1.0;
+            }
+        }
     }
-    return flux;
+    return flux + log(product);
 }
 
 /* Flux of frame j; frames before the stream are silent. */
@@ -380,7 +393,7 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
         if (flux_at(s, i) > f)
             return 0;
     hi = j + s->post_avg < newest ? j + s->post_avg : newest;
-    if (f < s->lambda * median_flux(s, j - s->pre_avg, hi) + s->delta)
+    if (f < s->median_weight * median_flux(s, j - s->pre_avg, hi) + s->delta)
         return 0;
     hi = j + s->latency + s->persist < s->frames - 1 ? j + s->latency + s->persist : s->frames - 1;
     double loudest = 0.0;

@@ -64,9 +64,7 @@ class PracticeSummary:
         deviation = None
         if tempo is not None and self.target_tempo:
             deviation = (tempo - self.target_tempo) / self.target_tempo * 100.0
-        dynamics = next(
-            (s for s in self.stage_summaries.values() if "integrated_lufs" in s), {}
-        )
+        dynamics = next((s for s in self.stage_summaries.values() if "integrated_lufs" in s), {})
         return {
             "pitch_accuracy": accuracy,
             "mean_abs_cents": mean_cents,

@@ -306,19 +306,25 @@ class Server:
         return session
 
     async def _attach(self, ws: WebSocketConnection, session: Session) -> None:
-        with trio.CancelScope() as scope:
-            session.connection_scope = scope
-            session.detached_at = None
-            if session.state is State.DETACHED:
-                session.state = State.ACTIVE
-            async with trio.open_nursery() as loops:
-                loops.start_soon(self._send_loop, ws, session, loops.cancel_scope)
-                await self._receive_loop(ws, session)
-                loops.cancel_scope.cancel()
-        if session.connection_scope is scope:  # not taken over by a newer connection
-            session.connection_scope = None
-            if not session.summary_delivered:
-                self._detach(session)
+        scope = trio.CancelScope()
+        try:
+            with scope:
+                session.connection_scope = scope
+                session.detached_at = None
+                if session.state is State.DETACHED:
+                    session.state = State.ACTIVE
+                try:
+                    async with trio.open_nursery() as loops:
+                        loops.start_soon(self._send_loop, ws, session, loops.cancel_scope)
+                        await self._receive_loop(ws, session)
+                        loops.cancel_scope.cancel()
+                except* ConnectionClosed:
+                    pass  # the client went away mid-send; the session stays resumable
+        finally:
+            if session.connection_scope is scope:  # not taken over by a newer connection
+                session.connection_scope = None
+                if not session.summary_delivered:
+                    self._detach(session)
 
     def _detach(self, session: Session) -> None:
         if session.state is State.ACTIVE:

@@ -33,6 +33,10 @@ from .stage import Event, StreamFormat
 
 END = None  # sentinel on the audio queue: no more audio
 
+RESUME_HISTORY = 1024
+"""Sent events kept for a resume (several seconds of the analyze pipeline): what a dropped TCP
+connection may have swallowed. Unsent events are kept up to ``event_buffer``."""
+
 
 class State(enum.Enum):
     ACTIVE = "active"
@@ -81,6 +85,11 @@ class EventLog:
         first = self.entries[0][0]
         start = max(0, seq + 1 - first)
         return [self.entries[i] for i in range(start, len(self.entries))]
+
+    def forget_sent(self, sent_seq: int, keep: int) -> None:
+        """Drop sent entries beyond the newest ``keep`` of them, bounding memory."""
+        while self.entries and self.entries[0][0] <= sent_seq - keep:
+            self.entries.popleft()
 
     def oldest(self) -> int:
         return self.entries[0][0] if self.entries else self.last_seq + 1
@@ -259,6 +268,7 @@ class Session:
     def mark_sent(self, last_seq: int, count: int, through: int, now: float) -> None:
         self.sent_seq = max(self.sent_seq, last_seq)
         self.counters.events_sent += count
+        self.log.forget_sent(self.sent_seq, RESUME_HISTORY)
         while self._marks and self._marks[0][0] <= through:
             _, received_at = self._marks.popleft()
             self.latencies.append(now - received_at)

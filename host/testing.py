@@ -1,18 +1,25 @@
 """Helpers for testing stages through the real host: build a stage from its registered type with
-validated params, and run audio through it in any block split.
+validated params, run audio through it in any block split, and run a real server.
 
 Plugin authors use these too (see docs/plugins.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
+import trio
 
 from .graph import downmix
 from .registry import Registry, load_registry
 from .stage import Event, Stage, StageType, StreamFormat
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .server import Server
 
 _registry: Registry | None = None
 
@@ -78,3 +85,24 @@ def split(data: np.ndarray, block_sizes: Iterable[int] | None) -> list[np.ndarra
         pos += n
         i += 1
     return blocks
+
+
+@asynccontextmanager
+async def running_server(config: Config | None = None, **settings: Any) -> AsyncIterator[Server]:
+    """A real `legato serve` on an ephemeral port for the duration of the block (trio);
+    ``settings`` override ``[server]`` values. ``server_url(server)`` gives its address."""
+    from .config import load_config
+    from .server import Server
+
+    config = config or load_config(None, registry())
+    server = Server(config, attrs.evolve(config.server, port=0, **settings))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        try:
+            yield server
+        finally:
+            server.shutdown()
+
+
+def server_url(server: Server) -> str:
+    return f"ws://{server.settings.host}:{server.port}/"

@@ -3,6 +3,7 @@ and the spread of per-hop levels (dynamic range)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -15,8 +16,11 @@ DB_CEILING = 20.0 * math.log10(float(np.finfo(np.float32).max))
 MARKINGS = ("pp", "p", "mp", "mf", "f", "ff")
 MARKING_VELOCITIES = (33, 49, 64, 80, 96, 112)
 """The velocities notation programs (MuseScore, Sibelius) play for pp ... ff."""
-MARKING_BOUNDS = (41, 57, 72, 88, 104)
-"""Lowest velocity of p, mp, mf, f and ff: the midpoints between MARKING_VELOCITIES."""
+MARKING_BOUNDS = tuple(
+    math.ceil((low + high) / 2) for low, high in itertools.pairwise(MARKING_VELOCITIES)
+)
+"""Lowest velocity of p, mp, mf, f and ff (41, 57, 72, 88, 104): the midpoints between
+MARKING_VELOCITIES, so each velocity gets the marking whose own velocity is nearest."""
 
 
 def finite_db(value: float) -> float:

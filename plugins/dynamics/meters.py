@@ -71,6 +71,8 @@ class LoudnessMeter:
     def __init__(self, sample_rate: int, channels: int, report_hop: int = 0) -> None:
         if not 1 <= channels <= 6:
             raise ValueError(f"BS.1770 loudness takes {LOUDNESS_LAYOUTS}, not {channels}")
+        if not 8000 <= sample_rate <= 384000:
+            raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
         self.channels = channels
         self._hop = report_hop
         self._state = owned(

@@ -82,12 +82,11 @@ class Dynamics:
 
     def _summary(self) -> Event:
         loudness = self._loudness
-        integrated = loudness.integrated
         spread = self._spread
         return {
             "kind": "summary",
             "sample": self._levels.frames,
-            "integrated_lufs": integrated,
+            "integrated_lufs": loudness.integrated,
             "loudness_range_lu": loudness.loudness_range,
             "true_peak_dbtp": float(amplitude_db(self._true_peak.peak)),
             "peak_db": float(amplitude_db(self._levels.peak)),

@@ -26,10 +26,11 @@ ONSETS_FLUX = StageType(
         OutputSpec(
             kind="onset",
             doc=(
-                "A note onset, reported once the lookahead frames after it have arrived. "
-                "sample estimates where the new sound begins; strength is the spectral flux "
-                "at the peak (sum over filter bands of the rise in ln(1 + compression * "
-                "magnitude), in nepers)."
+                "A note onset. sample estimates where the new sound begins; strength is the "
+                "spectral flux at the peak: the rise of ln(1 + |X| / knee) summed over the "
+                "filter bands, in nepers. Reported once the frames of the lookahead have "
+                "arrived: window + (ceil(window / hop) + max(post_max, post_avg)) hops after "
+                "the peak frame starts, about 60 ms after the onset at the defaults."
             ),
             rate="variable",
             fields={"strength": "Np"},
@@ -38,9 +39,9 @@ ONSETS_FLUX = StageType(
             kind="summary",
             doc=(
                 "At end of stream: sample is the stream length; onset count and rate, mean "
-                "inter-onset interval and its coefficient of variation (timing consistency; "
-                "None below 2 intervals), and how many non-finite input samples were read "
-                "as silence."
+                "inter-onset interval (None without one) and its coefficient of variation "
+                "(timing consistency: 0 for a steady pulse; None below 2 intervals), and how "
+                "many non-finite input samples were read as silence."
             ),
             rate="end",
             fields={

@@ -1,5 +1,5 @@
-"""The streaming onsets_flux stage: feeds blocks to the C detector and keeps the onset times
-needed for the end-of-stream timing summary."""
+"""The streaming onsets_flux stage: feeds blocks to the C detector and keeps running
+inter-onset-interval statistics for the end-of-stream timing summary."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from legato.stage import Event, StreamFormat
 from .params import OnsetsFluxParams
 
 BANDS_PER_OCTAVE = 24
-"""Quarter-tone bands, so SuperFlux's maximum over neighbouring bands spans ±50 cents of
-vibrato."""
+"""Quarter-tone bands, so the maximum over neighbouring bands absorbs ±50 cents of vibrato."""
 FMIN_HZ = 30.0
 FMAX_HZ = 17000.0
-"""SuperFlux's filterbank range: the fundamentals and partials of pitched instruments."""
+"""SuperFlux's band range: the fundamentals and the audible partials of pitched instruments."""
+LEVEL_RELEASE_DB_PER_S = 10.0
+"""How fast the level the compression knee follows falls: it tracks the dynamics of a phrase,
+not the decay of single notes (plucked and struck notes fall 20-60 dB/s)."""
 
 
 def _frames(ms: float, sample_rate: int, hop: int) -> int:
@@ -25,10 +27,8 @@ def _frames(ms: float, sample_rate: int, hop: int) -> int:
 
 
 def new_detector(params: OnsetsFluxParams, sample_rate: int) -> Any:
-    """A C detector for these params (owned: freed with the returned object)."""
+    """A C detector for these params, freed with the returned object."""
     hop = params.hop
-    import os
-    env = os.environ.get
     state = lib.lg_onsets_new(
         sample_rate,
         params.window,
@@ -37,19 +37,37 @@ def new_detector(params: OnsetsFluxParams, sample_rate: int) -> Any:
         FMIN_HZ,
         FMAX_HZ,
         params.compression,
-        float(env("RELEASE", "10")),
-        int(env("SPAN", "2")),
-        int(env("PERSIST", "0")),
+        LEVEL_RELEASE_DB_PER_S,
         _frames(params.pre_avg_ms, sample_rate, hop),
         _frames(params.post_avg_ms, sample_rate, hop),
         _frames(params.pre_max_ms, sample_rate, hop),
         _frames(params.post_max_ms, sample_rate, hop),
-        float(env("LAMBDA", "2.5")),
+        params.median_weight,
         params.delta,
         params.silence_db,
         round(params.min_gap_ms * sample_rate / 1000.0),
     )
     return owned(state, lib.lg_onsets_free, f"onsets_flux at {sample_rate} Hz with {params}")
+
+
+class _Moments:
+    """Running mean and standard deviation (Welford), so a session of any length keeps O(1)
+    state for its summary."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self._m2 = 0.0
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self._m2 += delta * (value - self.mean)
+
+    @property
+    def std(self) -> float:
+        return (self._m2 / self.n) ** 0.5 if self.n else 0.0
 
 
 class OnsetsFlux:
@@ -59,7 +77,9 @@ class OnsetsFlux:
         self._rate = fmt.sample_rate
         self._state = new_detector(params, fmt.sample_rate)
         self._samples = 0
-        self._onsets: list[int] = []
+        self._count = 0
+        self._last: int | None = None
+        self._ioi = _Moments()
         self._at = np.zeros(0, dtype=np.int64)
         self._strength = np.zeros(0, dtype=np.float64)
 
@@ -68,9 +88,7 @@ class OnsetsFlux:
         n = len(block)
         self._samples += n
         cap = self._reserve(lib.lg_onsets_max_outputs(self._state, n))
-        count = lib.lg_onsets_process(
-            self._state, view(block, "float"), n, *self._outputs(), cap
-        )
+        count = lib.lg_onsets_process(self._state, view(block, "float"), n, *self._outputs(), cap)
         return self._events(count)
 
     def finish(self) -> list[Event]:
@@ -93,26 +111,27 @@ class OnsetsFlux:
         if count < 0:
             raise RuntimeError(f"onsets_flux kernel failed with code {count}")
         at = self._at[:count].tolist()
-        self._onsets.extend(at)
         strength = self._strength[:count].tolist()
+        for sample in at:
+            if self._last is not None:
+                self._ioi.add((sample - self._last) / self._rate)
+            self._last = sample
+        self._count += count
         return [
-            {"kind": "onset", "sample": a, "strength": s}
-            for a, s in zip(at, strength, strict=True)
+            {"kind": "onset", "sample": a, "strength": s} for a, s in zip(at, strength, strict=True)
         ]
 
     def _summary(self) -> Event:
         """Onset rate and inter-onset-interval statistics: the IOI coefficient of variation is
         how evenly the notes were played (0 for a perfectly steady pulse)."""
         seconds = self._samples / self._rate
-        ioi = np.diff(np.asarray(self._onsets, dtype=np.float64)) / self._rate
-        mean_ioi = float(ioi.mean()) if len(ioi) >= 1 else None
-        cv = float(ioi.std() / ioi.mean()) if len(ioi) >= 2 and ioi.mean() > 0 else None
+        ioi = self._ioi
         return {
             "kind": "summary",
             "sample": self._samples,
-            "onsets": len(self._onsets),
-            "onset_rate_hz": len(self._onsets) / seconds if seconds > 0 else 0.0,
-            "mean_ioi_s": mean_ioi,
-            "ioi_cv": cv,
+            "onsets": self._count,
+            "onset_rate_hz": self._count / seconds if seconds > 0 else 0.0,
+            "mean_ioi_s": ioi.mean if ioi.n >= 1 else None,
+            "ioi_cv": ioi.std / ioi.mean if ioi.n >= 2 and ioi.mean > 0 else None,
             "nonfinite_samples": int(lib.lg_onsets_nonfinite(self._state)),
         }
