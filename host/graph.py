@@ -103,9 +103,15 @@ def _create(config: StageConfig, fmt: StreamFormat) -> Stage:
 
 
 def downmix(block: np.ndarray) -> np.ndarray:
-    """Mono mix (channel mean) for stages that analyse one signal."""
+    """Mono mix (channel mean) for stages that analyse one signal. Summing column by column is
+    many times faster than a strided ``mean(axis=1)`` and gives the same value for any split."""
     if block.ndim == 1:
         return block
-    if block.shape[1] == 1:
+    channels = block.shape[1]
+    if channels == 1:
         return np.ascontiguousarray(block[:, 0])
-    return np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
+    mix = block[:, 0] + block[:, 1]
+    for c in range(2, channels):
+        mix += block[:, c]
+    mix *= np.float32(1.0 / channels)
+    return mix

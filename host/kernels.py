@@ -21,7 +21,6 @@ def owned(state: Any, free: Callable[[Any], None], what: str) -> Any:
 
 
 def view(array: np.ndarray, ctype: str) -> Any:
-    """A C pointer onto a contiguous numpy array, without copying."""
-    if not array.flags.c_contiguous:
-        raise ValueError("kernel buffers must be C-contiguous")
-    return ffi.cast(ctype + " *", ffi.from_buffer(array))
+    """A C array view onto a contiguous numpy array, without copying (cffi refuses buffers that
+    are not contiguous)."""
+    return ffi.from_buffer(ctype + "[]", array, require_writable=False)
