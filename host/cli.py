@@ -27,7 +27,12 @@ def _registry(warn: bool = True) -> Registry:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     registry = _registry(warn=False)
-    print(json.dumps(registry.describe(), indent=2))
+    if args.markdown:
+        from .reference import stage_reference
+
+        print(stage_reference(registry), end="")
+    else:
+        print(json.dumps(registry.describe(), indent=2))
     return 0
 
 
@@ -123,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins and their stage types as JSON")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the stage reference as Markdown instead"
+    )
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("serve", help="serve the config's pipelines as live WebSocket sessions")

@@ -315,7 +315,7 @@ class Server:
                     session.state = State.ACTIVE
                 try:
                     async with trio.open_nursery() as loops:
-                        loops.start_soon(self._send_loop, ws, session, loops.cancel_scope)
+                        loops.start_soon(self._send_loop, ws, session, scope, loops.cancel_scope)
                         await self._receive_loop(ws, session)
                         loops.cancel_scope.cancel()
                 except* ConnectionClosed:
@@ -404,15 +404,24 @@ class Server:
                 await ws.send_message(_error(exc.code, exc.message, not exc.fatal))
 
     async def _send_loop(
-        self, ws: WebSocketConnection, session: Session, loops: trio.CancelScope
+        self,
+        ws: WebSocketConnection,
+        session: Session,
+        owner: trio.CancelScope,
+        loops: trio.CancelScope,
     ) -> None:
         while True:
             session.changed = trio.Event()  # reset before looking, so no wake-up is missed
             while session.outbox:
-                await ws.send_message(session.outbox.pop(0))
+                await ws.send_message(session.outbox[0])
+                if session.connection_scope is not owner:
+                    return  # a resume took the session over while we were sending
+                session.outbox.pop(0)  # only once sent: a failed send leaves it for a resume
             texts, last_seq, through = session.take_unsent(BATCH_EVENTS)
             if texts:
                 await ws.send_message(encode_analysis(through, texts))
+                if session.connection_scope is not owner:
+                    return  # the new connection replays from the client's last seq instead
                 session.mark_sent(last_seq, len(texts), through, time.perf_counter())
                 continue
             if session.finished.is_set() and session.all_sent():

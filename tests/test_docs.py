@@ -15,3 +15,12 @@ def test_every_hook_is_documented() -> None:
     assert hooks
     for name in hooks:
         assert f"### {name}\n" in text, f"hook {name} is not documented in docs/plugins.md"
+
+
+def test_stage_reference_is_current() -> None:
+    from legato.reference import stage_reference
+    from legato.registry import load_registry
+
+    assert (DOCS / "stages.md").read_text() == stage_reference(load_registry()), (
+        "docs/stages.md is stale: run `legato plugins --markdown > docs/stages.md`"
+    )

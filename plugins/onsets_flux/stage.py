@@ -80,32 +80,34 @@ class OnsetsFlux:
         self._count = 0
         self._last: int | None = None
         self._ioi = _Moments()
-        self._at = np.zeros(0, dtype=np.int64)
-        self._strength = np.zeros(0, dtype=np.float64)
+        self._cap = 0
+        self._reserve(lib.lg_onsets_max_outputs(self._state, 4096))
 
     def process(self, block: np.ndarray) -> list[Event]:
         block = np.ascontiguousarray(block, dtype=np.float32)
         n = len(block)
         self._samples += n
-        cap = self._reserve(lib.lg_onsets_max_outputs(self._state, n))
-        count = lib.lg_onsets_process(self._state, view(block, "float"), n, *self._outputs(), cap)
-        return self._events(count)
+        self._reserve(lib.lg_onsets_max_outputs(self._state, n))
+        count = lib.lg_onsets_process(
+            self._state, view(block, "float"), n, self._at_out, self._strength_out, self._cap
+        )
+        return self._events(count) if count else []
 
     def finish(self) -> list[Event]:
-        cap = self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
-        count = lib.lg_onsets_finish(self._state, *self._outputs(), cap)
+        self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
+        count = lib.lg_onsets_finish(self._state, self._at_out, self._strength_out, self._cap)
         events = self._events(count)
         events.append(self._summary())
         return events
 
-    def _reserve(self, needed: int) -> int:
-        if len(self._at) < needed:
+    def _reserve(self, needed: int) -> None:
+        """Output buffers (and their C views, made once) for at least ``needed`` onsets."""
+        if self._cap < needed:
+            self._cap = needed
             self._at = np.zeros(needed, dtype=np.int64)
             self._strength = np.zeros(needed, dtype=np.float64)
-        return len(self._at)
-
-    def _outputs(self) -> tuple[Any, Any]:
-        return view(self._at, "int64_t"), view(self._strength, "double")
+            self._at_out = view(self._at, "int64_t")
+            self._strength_out = view(self._strength, "double")
 
     def _events(self, count: int) -> list[Event]:
         if count < 0:
