@@ -309,15 +309,15 @@ static void analyse_frame(lg_onsets *s)
     s->fill = n - s->hop;
 }
 
-/* Flux of frame j from the analysed frames up to `newest` (see onsets.h). The sum of logs is
- * taken as the log of a product of factors >= 1, flushed before it could overflow. */
-static double frame_flux(lg_onsets *s, int64_t j, int64_t newest)
+/* Flux of frame j once frame j + persist is analysed (see onsets.h). The sum of logs is taken
+ * as the log of a product of factors >= 1, flushed before it could overflow. */
+static double frame_flux(lg_onsets *s, int64_t j)
 {
     int nb = s->nbands;
     double *restrict now = s->now;
     double *restrict ref = s->ref;
     memcpy(now, s->bands + (size_t)(j % s->rows) * (size_t)nb, sizeof(double) * (size_t)nb);
-    for (int64_t i = j + 1; i <= j + s->persist && i <= newest; i++) {
+    for (int64_t i = j + 1; i <= j + s->persist; i++) {
         const double *restrict r = s->bands + (size_t)(i % s->rows) * (size_t)nb;
         for (int b = 0; b < nb; b++)
             now[b] = r[b] < now[b] ? r[b] : now[b];
@@ -414,7 +414,7 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
 /* Compute the flux of ODF frame s->odf_frames from the analysed frames. */
 static double next_flux(lg_onsets *s)
 {
-    double v = frame_flux(s, s->odf_frames, s->frames - 1);
+    double v = frame_flux(s, s->odf_frames);
     s->flux[s->odf_frames % s->ring] = v;
     s->odf_frames++;
     return v;
