@@ -80,3 +80,20 @@ def test_plugins_command_prints_json(example_plugin_site: Path) -> None:
     assert listed["broken"]["error"]
     for name in BUILT_INS:
         assert [s["type"] for s in listed[name]["stages"]] == [name]
+
+
+def test_example_plugin_passes_its_own_tests_with_legato_fixtures(
+    example_plugin_site: Path,
+) -> None:
+    """The author's view: the example package's test suite runs on the fixtures legato ships."""
+    env = {**os.environ, "PYTHONPATH": str(example_plugin_site)}
+    tests = Path(__file__).parent / "example_plugin" / "tests"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tests,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
