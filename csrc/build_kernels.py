@@ -29,7 +29,7 @@ def _build() -> FFI:
         "\n".join(f'#include "{h.name}"' for h in headers),
         sources=[str(s.relative_to(CSRC.parent)) for s in sources],
         include_dirs=[str(CSRC.relative_to(CSRC.parent))],
-        extra_compile_args=["-std=c11", "-O3", "-fno-fast-math", "-Wall", "-Wextra"],
+        extra_compile_args=["-std=c11", "-O3", "-fno-math-errno", "-Wall", "-Wextra"],
         libraries=["m"],
     )
     return builder

@@ -282,17 +282,8 @@ class Session:
             f"p{p}": (None if latencies is None else round(float(np.percentile(latencies, p)), 3))
             for p in (50, 95, 99)
         }
-        c = self.counters
         return Stats(
-            frames_received=c.frames_received,
-            frames_analysed=c.frames_analysed,
-            frames_dropped=c.frames_dropped,
-            samples_received=c.samples_received,
-            samples_analysed=c.samples_analysed,
-            non_finite_samples=c.non_finite_samples,
-            events_produced=c.events_produced,
-            events_sent=c.events_sent,
-            events_dropped=c.events_dropped,
+            **attrs.asdict(self.counters),
             latency_ms=percentiles,
             queues={
                 "audio": self.audio_out.statistics().current_buffer_used,
