@@ -40,6 +40,8 @@ PERIOD = FRAME / RATE
 P99_LIMIT_MS = 25.0
 SATURATED = 90.0
 """CPU percent of one core above which a process counts as the limit of a run."""
+CONTENDED = 10.0
+"""CPU percent of a pinned core taken by other processes that makes a run worth repeating."""
 RSS_LIMIT_MB = 2.0
 CEILING_RATIO = 0.8
 TARGET_SESSIONS = 100
@@ -654,6 +656,12 @@ def contention(run: Section) -> None:
     run["saturated"] = saturated
 
 
+def contended(run: Section) -> float:
+    """How much of a pinned core other processes took (percent), 0 when not above CONTENDED."""
+    worst = max(run.get("other_processes_percent", {}).values(), default=0.0)
+    return worst if worst >= CONTENDED else 0.0
+
+
 def fits_ceiling(run: Section) -> bool:
     p99 = run["latency_ms"]["p99"]
     return run["kept_real_time"] and p99 is not None and p99 < P99_LIMIT_MS
@@ -671,7 +679,18 @@ class Bench:
         self.server_core = server_core
         self.overheads: list[float] = []
 
-    def measure(self, kind: str, sessions: int, seconds: float) -> Section:
+    def measure(self, kind: str, sessions: int, seconds: float, deadline: float) -> Section:
+        """One run; measured again (time allowing) if other processes took a pinned core,
+        keeping the less disturbed of the two."""
+        run = self._measure(kind, sessions, seconds)
+        if contended(run) and time.monotonic() + self.cost(seconds) < deadline:
+            log(f"{kind} N={sessions}: other processes took a pinned core; measuring again")
+            again = self._measure(kind, sessions, seconds)
+            run = min(run, again, key=contended)
+            run["attempts"] = 2
+        return run
+
+    def _measure(self, kind: str, sessions: int, seconds: float) -> Section:
         started = time.monotonic()
         with serving(kind, self.server_core) as (pid, port):
             trio.run(drive, kind, pid, port, 1, 0.3, self.frames)  # warm-up, not reported
@@ -717,7 +736,7 @@ class Bench:
                 if time.monotonic() + self.cost(seconds) > deadline:
                     stopped_by_budget = True
                     return None
-                runs[n] = self.measure(kind, n, seconds)
+                runs[n] = self.measure(kind, n, seconds, deadline)
                 tried[n] = runs[n]["fits_ceiling"]
             return tried[n]
 
@@ -886,9 +905,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(make_frames(min(SIGNAL_SECONDS, max(args.seconds, 3.0))), server_core)
     legato: Section = {}
     echo: Section = {}
+    deadline = began + args.budget
     for n in args.sessions:
-        legato[str(n)] = bench.measure("legato", n, args.seconds)
-        echo[str(n)] = bench.measure("echo", n, args.seconds)
+        legato[str(n)] = bench.measure("legato", n, args.seconds, deadline)
+        echo[str(n)] = bench.measure("echo", n, args.seconds, deadline)
     report: Section = {
         "config": {
             "sessions": args.sessions,
@@ -908,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": throughput(legato, echo),
     }
     if not args.quick:
-        halfway = (time.monotonic() + began + args.budget) / 2  # each server gets half
+        halfway = (time.monotonic() + deadline) / 2  # each server gets half the time left
         ours = bench.ceiling(
             "legato",
             {int(n): r for n, r in legato.items()},
@@ -920,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
             "echo",
             {int(n): r for n, r in echo.items()},
             args.ceiling_seconds,
-            began + args.budget,
+            deadline,
             args.max_sessions,
         )
         report["ceiling"] = {

@@ -5,18 +5,28 @@
  * two radix-2 passes in one sweep over memory with three twiddle products per four points, and
  * the split layout lets the compiler vectorise the butterflies with plain SSE2. The bit-reversal
  * permutation is fused into the first pass. The inverse runs the same forward passes on the
- * conjugated spectrum (conj(FFT(conj(Z))) = m IFFT(Z)), so there is one butterfly code path. */
+ * conjugated spectrum (conj(FFT(conj(Z))) = m IFFT(Z)), so there is one butterfly code path.
+ *
+ * The passes over interleaved data (the bit-reversed first pass, the real split and its inverse)
+ * use two-double vectors (GCC/Clang vector extensions, SSE2 on x86-64) holding one complex value
+ * or two neighbouring bins; every vector expression performs exactly the scalar operations of
+ * the definition, so the results do not depend on the vector width. The radix-4 passes are also
+ * compiled for AVX2 where the compiler supports function multi-versioning and picked at load
+ * time: the butterflies are element-wise (no reductions, no contraction into FMA under -std=c11),
+ * so both versions give bit-identical results. */
 #include "fft.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct lg_fft {
     int n;          /* real size */
     int m;          /* complex size, n / 2 */
     int *bitrev;    /* m entries */
     double *tw;     /* twiddles, per pass in pass order (see lg_fft_new) */
-    double *post;   /* real-split twiddles e^{-2 pi i k / n}, k <= m / 2, (re, im) pairs */
+    double *postr;  /* real-split twiddles e^{-2 pi i k / n}, k <= m / 2: real parts */
+    double *posti;  /* imaginary parts */
     double *zr;     /* m doubles of scratch: real parts */
     double *zi;     /* m doubles of scratch: imaginary parts, in the same block as zr */
 };
@@ -46,15 +56,16 @@ lg_fft *lg_fft_new(int n)
     int m = p->m;
     p->bitrev = malloc(sizeof(int) * (size_t)m);
     p->tw = malloc(sizeof(double) * 3 * (size_t)m);
-    p->post = malloc(sizeof(double) * 2 * (size_t)(m / 2 + 1));
+    p->postr = malloc(sizeof(double) * 2 * (size_t)(m / 2 + 1));
     /* zi starts one cache line after the end of zr so that, at large power-of-two strides, the
      * real and imaginary streams do not compete for the same cache sets. */
     p->zr = malloc(sizeof(double) * (2 * (size_t)m + 8));
-    if (!p->bitrev || !p->tw || !p->post || !p->zr) {
+    if (!p->bitrev || !p->tw || !p->postr || !p->zr) {
         lg_fft_free(p);
         return NULL;
     }
     p->zi = p->zr + m + 8;
+    p->posti = p->postr + m / 2 + 1;
     int bits = log2_of(m);
     for (int i = 0; i < m; i++) {
         int r = 0;
@@ -89,8 +100,8 @@ lg_fft *lg_fft_new(int n)
     }
     for (int k = 0; k <= m / 2; k++) {
         double a = -2.0 * LG_PI * (double)k / (double)n;
-        p->post[2 * k] = cos(a);
-        p->post[2 * k + 1] = sin(a);
+        p->postr[k] = cos(a);
+        p->posti[k] = sin(a);
     }
     return p;
 }
@@ -101,19 +112,33 @@ void lg_fft_free(lg_fft *p)
         return;
     free(p->bitrev);
     free(p->tw);
-    free(p->post);
+    free(p->postr);
     free(p->zr);
     free(p);
 }
 
 int lg_fft_size(const lg_fft *p) { return p->n; }
 
+typedef double v2d __attribute__((vector_size(16)));
+
+static inline v2d load2(const double *p)
+{
+    v2d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store2(double *p, v2d v) { memcpy(p, &v, sizeof v); }
+
+static inline v2d swap2(v2d v) { return (v2d){v[1], v[0]}; }
+
 /* Combines four size-h DFTs (Q0 at r0, Q2 at r1, Q1 at r2, Q3 at r3: the bit-reversed layout) in
  * place into the size-4h DFT; w holds the pass's six twiddle arrays. Distinct restrict parameters
  * let the compiler vectorise without alias checks. */
-static void radix4(double *restrict r0, double *restrict i0, double *restrict r1,
-                   double *restrict i1, double *restrict r2, double *restrict i2,
-                   double *restrict r3, double *restrict i3, const double *restrict w, int h)
+static inline void radix4(double *restrict r0, double *restrict i0, double *restrict r1,
+                          double *restrict i1, double *restrict r2, double *restrict i2,
+                          double *restrict r3, double *restrict i3, const double *restrict w,
+                          int h)
 {
     const double *w1r = w, *w1i = w + h, *w2r = w + 2 * h, *w2i = w + 3 * h;
     const double *w3r = w + 4 * h, *w3i = w + 5 * h;
@@ -141,8 +166,8 @@ static void radix4(double *restrict r0, double *restrict i0, double *restrict r1
 }
 
 /* Combines the size-m/2 DFTs of the even (r0) and odd (r1) samples into the size-m DFT. */
-static void radix2(double *restrict r0, double *restrict i0, double *restrict r1,
-                   double *restrict i1, const double *restrict w, int h)
+static inline void radix2(double *restrict r0, double *restrict i0, double *restrict r1,
+                          double *restrict i1, const double *restrict w, int h)
 {
     const double *wr = w, *wi = w + h;
     for (int j = 0; j < h; j++) {
@@ -154,6 +179,29 @@ static void radix2(double *restrict r0, double *restrict i0, double *restrict r1
         r1[j] = ar - tr;
         i1[j] = ai - ti;
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define LG_FFT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LG_FFT_CLONES
+#endif
+
+/* Every pass after the first, in place on p->zr / p->zi. */
+LG_FFT_CLONES static void later_passes(const lg_fft *p)
+{
+    const int m = p->m;
+    double *zr = p->zr, *zi = p->zi;
+    const double *tw = p->tw;
+    int span = radix4_span(m);
+    for (int h = 4; 4 * h <= span; h *= 4) {
+        for (int s = 0; s < m; s += 4 * h)
+            radix4(zr + s, zi + s, zr + s + h, zi + s + h, zr + s + 2 * h, zi + s + 2 * h,
+                   zr + s + 3 * h, zi + s + 3 * h, tw, h);
+        tw += 6 * h;
+    }
+    if (span != m)
+        radix2(zr, zi, zr + m / 2, zi + m / 2, tw, m / 2);
 }
 
 /* Forward complex FFT of the m points src (interleaved re, im; imaginary parts negated when
@@ -173,33 +221,22 @@ static void complex_fft(const lg_fft *p, const double *src, int conj_in)
         return;
     }
     /* First radix-4 pass (all twiddles 1), reading the input in bit-reversed order: a, b, c, d
-     * are x[4i], x[4i+2], x[4i+1], x[4i+3] of each group. */
+     * are x[4i], x[4i+2], x[4i+1], x[4i+3] of each group, one complex value per vector. */
+    const v2d conj = {1.0, sg};
+    const v2d rot = {1.0, -1.0}; /* swap2(t) * rot = -i t */
     for (int s = 0; s < m; s += 4) {
-        const double *a = src + 2 * br[s], *b = src + 2 * br[s + 1];
-        const double *c = src + 2 * br[s + 2], *d = src + 2 * br[s + 3];
-        double t0r = a[0] + b[0], t0i = sg * (a[1] + b[1]);
-        double t1r = a[0] - b[0], t1i = sg * (a[1] - b[1]);
-        double t2r = c[0] + d[0], t2i = sg * (c[1] + d[1]);
-        double t3r = c[0] - d[0], t3i = sg * (c[1] - d[1]);
-        zr[s] = t0r + t2r;
-        zi[s] = t0i + t2i;
-        zr[s + 2] = t0r - t2r;
-        zi[s + 2] = t0i - t2i;
-        zr[s + 1] = t1r + t3i; /* t1 - i t3 */
-        zi[s + 1] = t1i - t3r;
-        zr[s + 3] = t1r - t3i; /* t1 + i t3 */
-        zi[s + 3] = t1i + t3r;
+        v2d a = load2(src + 2 * br[s]), b = load2(src + 2 * br[s + 1]);
+        v2d c = load2(src + 2 * br[s + 2]), d = load2(src + 2 * br[s + 3]);
+        v2d t0 = (a + b) * conj, t1 = (a - b) * conj;
+        v2d t2 = (c + d) * conj, t3 = swap2((c - d) * conj) * rot;
+        v2d o0 = t0 + t2, o2 = t0 - t2;
+        v2d o1 = t1 + t3, o3 = t1 - t3; /* t1 - i t3, t1 + i t3 */
+        store2(zr + s, (v2d){o0[0], o1[0]});
+        store2(zr + s + 2, (v2d){o2[0], o3[0]});
+        store2(zi + s, (v2d){o0[1], o1[1]});
+        store2(zi + s + 2, (v2d){o2[1], o3[1]});
     }
-    const double *tw = p->tw;
-    int span = radix4_span(m);
-    for (int h = 4; 4 * h <= span; h *= 4) {
-        for (int s = 0; s < m; s += 4 * h)
-            radix4(zr + s, zi + s, zr + s + h, zi + s + h, zr + s + 2 * h, zi + s + 2 * h,
-                   zr + s + 3 * h, zi + s + 3 * h, tw, h);
-        tw += 6 * h;
-    }
-    if (span != m)
-        radix2(zr, zi, zr + m / 2, zi + m / 2, tw, m / 2);
+    later_passes(p);
 }
 
 void lg_fft_forward(lg_fft *p, const double *in, double *out)
@@ -208,20 +245,38 @@ void lg_fft_forward(lg_fft *p, const double *in, double *out)
     complex_fft(p, in, 0);
     const double *zr = p->zr, *zi = p->zi;
     /* Split the packed transform Z (of even + i odd samples) into the real sequence's spectrum:
-     * X[k] = E[k] + W^k O[k], E = (Z[k] + conj Z[m-k]) / 2, O = (Z[k] - conj Z[m-k]) / 2i. */
+     * X[k] = E[k] + W^k O[k], E = (Z[k] + conj Z[m-k]) / 2, O = (Z[k] - conj Z[m-k]) / 2i.
+     * Bins k, k + 1 and their mirrors m - k, m - k - 1 at a time. */
     out[0] = zr[0] + zi[0];
     out[1] = 0.0;
     out[2 * m] = zr[0] - zi[0];
     out[2 * m + 1] = 0.0;
-    for (int k = 1; k <= m / 2; k++) {
+    const v2d half = {0.5, 0.5};
+    int k = 1;
+    for (; k + 1 < m / 2; k += 2) {
+        int q = m - k;
+        v2d ark = load2(zr + k), aik = load2(zi + k);
+        v2d arq = swap2(load2(zr + q - 1)), aiq = swap2(load2(zi + q - 1));
+        v2d er = half * (ark + arq), ei = half * (aik - aiq);
+        v2d dr = half * (ark - arq), di = half * (aik + aiq);
+        v2d wr = load2(p->postr + k), wi = load2(p->posti + k);
+        v2d tr = di * wr + dr * wi, ti = di * wi - dr * wr; /* W^k * (di - i dr) */
+        v2d xr = er + tr, xi = ei + ti;
+        v2d yr = er - tr, yi = ti - ei; /* X[m-k] = conj(E[k] - W^k O[k]) */
+        store2(out + 2 * k, (v2d){xr[0], xi[0]});
+        store2(out + 2 * k + 2, (v2d){xr[1], xi[1]});
+        store2(out + 2 * q, (v2d){yr[0], yi[0]});
+        store2(out + 2 * q - 2, (v2d){yr[1], yi[1]});
+    }
+    for (; k <= m / 2; k++) {
         int q = m - k;
         double er = 0.5 * (zr[k] + zr[q]), ei = 0.5 * (zi[k] - zi[q]);
         double dr = 0.5 * (zr[k] - zr[q]), di = 0.5 * (zi[k] + zi[q]);
-        double wr = p->post[2 * k], wi = p->post[2 * k + 1];
-        double tr = di * wr + dr * wi, ti = di * wi - dr * wr; /* W^k * (di - i dr) */
+        double wr = p->postr[k], wi = p->posti[k];
+        double tr = di * wr + dr * wi, ti = di * wi - dr * wr;
         out[2 * k] = er + tr;
         out[2 * k + 1] = ei + ti;
-        out[2 * q] = er - tr; /* X[m-k] = conj(E[k] - W^k O[k]) */
+        out[2 * q] = er - tr;
         out[2 * q + 1] = ti - ei;
     }
 }
@@ -230,27 +285,26 @@ void lg_fft_inverse(lg_fft *p, const double *in, double *out)
 {
     const int m = p->m;
     double *t = out; /* out has n = 2m doubles: stage Z there before the bit-reversed load */
+    const v2d half = {0.5, 0.5}, flip = {1.0, -1.0}, rot = {-1.0, 1.0};
     for (int k = 0; k <= m / 2; k++) {
         int q = m - k;
-        double xr = in[2 * k], xi = in[2 * k + 1];
-        double cr = in[2 * q], ci = -in[2 * q + 1]; /* conj(X[m-k]) */
-        double er = 0.5 * (xr + cr), ei = 0.5 * (xi + ci);
-        double dr = 0.5 * (xr - cr), di = 0.5 * (xi - ci);
-        double wr = p->post[2 * k], wi = -p->post[2 * k + 1]; /* e^{+2 pi i k / n} */
-        double or_ = dr * wr - di * wi, oi = dr * wi + di * wr;
+        v2d x = load2(in + 2 * k), c = load2(in + 2 * q) * flip; /* conj(X[m-k]) */
+        v2d e = half * (x + c), d = half * (x - c);
+        v2d wr = {p->postr[k], p->postr[k]};
+        v2d wi = {p->posti[k], -p->posti[k]}; /* e^{+2 pi i k / n} times (-1, 1) */
+        v2d o = d * wr + swap2(d) * wi;
         /* Z[k] = E[k] + i O[k]; Z[m-k] = conj(E[k]) + i conj(O[k]) */
-        t[2 * k] = er - oi;
-        t[2 * k + 1] = ei + or_;
-        if (k != 0 && q != k) {
-            t[2 * q] = er + oi;
-            t[2 * q + 1] = or_ - ei;
-        }
+        store2(t + 2 * k, e + swap2(o) * rot);
+        if (k != 0 && q != k)
+            store2(t + 2 * q, e * flip + swap2(o));
     }
     complex_fft(p, t, 1);
     const double *zr = p->zr, *zi = p->zi;
     const double scale = 1.0 / (double)m;
-    for (int i = 0; i < m; i++) {
-        out[2 * i] = zr[i] * scale;
-        out[2 * i + 1] = -zi[i] * scale;
+    const v2d sr = {scale, scale}, si = {-scale, -scale};
+    for (int i = 0; i < m; i += 2) {
+        v2d r = load2(zr + i) * sr, im = load2(zi + i) * si;
+        store2(out + 2 * i, (v2d){r[0], im[0]});
+        store2(out + 2 * i + 2, (v2d){r[1], im[1]});
     }
 }

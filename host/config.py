@@ -22,12 +22,13 @@ from .params import ParamsInvalid, build_params, structure
 from .registry import Registry
 from .settings import ServerSettings
 from .stage import StageType
+from .storage import DEFAULT_URL, StorageError, scheme_of
 from .tomlpos import key_lines, line_of
 
 SOURCE = "audio"
 """The input name that stands for a session's (or file's) incoming audio."""
 
-TOP_LEVEL_KEYS = ("pipelines", "server")
+TOP_LEVEL_KEYS = ("pipelines", "server", "storage")
 PIPELINE_KEYS = ("doc", "stages")
 STAGE_KEYS = ("type", "inputs")
 
@@ -72,10 +73,20 @@ class Pipeline:
 
 
 @attrs.frozen
+class StorageConfig:
+    """The ``[storage]`` table: a database URL and the chosen backend's typed params (None
+    when the table does not set any: the backend's defaults)."""
+
+    url: str = DEFAULT_URL
+    params: Any = None
+
+
+@attrs.frozen
 class Config:
     source: str
     pipelines: Mapping[str, Pipeline]
     server: ServerSettings = attrs.field(factory=ServerSettings)
+    storage: StorageConfig = attrs.field(factory=StorageConfig)
 
     def pipeline(self, name: str) -> Pipeline:
         try:
@@ -124,6 +135,38 @@ class _Checker:
             for err in exc.errors:
                 self.issue(("server",) + ((err.key,) if err.key else ()), err.message)
             return ServerSettings()
+
+    def storage(self, table: Any) -> StorageConfig:
+        if table is None:
+            return StorageConfig()
+        if not isinstance(table, dict):
+            self.issue(("storage",), 'must be a table, e.g. url = "sqlite:///legato.db"')
+            return StorageConfig()
+        url = table.get("url", DEFAULT_URL)
+        if not isinstance(url, str):
+            self.issue(("storage", "url"), "must be a database URL string")
+            return StorageConfig()
+        try:
+            backend = self.registry.storage_for_scheme(scheme_of(url))
+        except StorageError as exc:
+            self.issue(("storage", "url"), str(exc))
+            return StorageConfig()
+        if backend is None:
+            known = sorted(s for t in self.registry.storage.values() for s in t.schemes)
+            self.issue(
+                ("storage", "url"),
+                f"no storage backend handles {scheme_of(url)!r} URLs"
+                f" (installed: {', '.join(known) or 'none'})",
+            )
+            return StorageConfig()
+        raw = {k: v for k, v in table.items() if k != "url"}
+        try:
+            params = structure(backend.params, raw, f"storage backend {backend.name!r}")
+        except ParamsInvalid as exc:
+            for err in exc.errors:
+                self.issue(("storage",) + ((err.key,) if err.key else ()), err.message)
+            return StorageConfig()
+        return StorageConfig(url=url, params=params)
 
     def config(self, doc: Mapping[str, Any]) -> dict[str, Pipeline]:
         self.unknown_keys(doc, TOP_LEVEL_KEYS, ())
@@ -273,9 +316,10 @@ def parse_config(text: str, source: str, registry: Registry) -> Config:
     checker = _Checker(text, registry)
     pipelines = checker.config(doc)
     server = checker.server(doc.get("server"))
+    storage = checker.storage(doc.get("storage"))
     if checker.issues:
         raise ConfigError(source, checker.issues)
-    return Config(source=source, pipelines=pipelines, server=server)
+    return Config(source=source, pipelines=pipelines, server=server, storage=storage)
 
 
 def load_config(path: str | Path | None, registry: Registry) -> Config:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pluggy
 
 from .stage import StageType
+from .storage import StorageType
 
 hookspec = pluggy.HookspecMarker("legato")
 
@@ -20,4 +21,13 @@ def register_stages(register: Callable[[StageType], None]) -> None:
 
     Names must be unique across all installed plugins; a second registration of the same name
     is an error that names both plugins.
+    """
+
+
+@hookspec
+def register_storage(register: Callable[[StorageType], None]) -> None:
+    """Register storage backends by calling ``register(StorageType(...))`` once per backend.
+
+    Backend names and URL schemes must be unique across all installed plugins; a clash is an
+    error that names both plugins.
     """

@@ -28,7 +28,7 @@ def stage_reference(registry: Registry) -> str:
         plugin = registry.stage_owner[name]
         lines += [f"## {name}", "", stage["doc"], ""]
         lines += [f"Plugin `{plugin}`; input: {stage['input']}.", ""]
-        lines += ["| param | type | default | unit | min | max | |", "|---|---|---|---|---|---|---|"]
+        lines += ["| param | type | default | unit | min | max | |", "|" + "---|" * 7]
         for p in stage["params"]:
             cells = [p["name"], p["type"], p["default"], p["unit"], p["min"], p["max"], p["doc"]]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")

@@ -16,6 +16,7 @@ import pluggy
 
 from . import HOST_API_VERSION, hookspecs
 from .stage import StageType
+from .storage import StorageType
 
 ENTRY_POINT_GROUP = "legato"
 
@@ -34,19 +35,25 @@ class PluginInfo:
     version: str | None
     api_version: int | None = None
     stages: list[str] = attrs.field(factory=list)
+    storage: list[str] = attrs.field(factory=list)
     error: str | None = None
 
 
 @attrs.define
 class Registry:
-    """The loaded plugins and the stage types they provide."""
+    """The loaded plugins and the stage types and storage backends they provide."""
 
     plugins: list[PluginInfo] = attrs.field(factory=list)
     stages: dict[str, StageType] = attrs.field(factory=dict)
     stage_owner: dict[str, str] = attrs.field(factory=dict)
+    storage: dict[str, StorageType] = attrs.field(factory=dict)
+    storage_owner: dict[str, str] = attrs.field(factory=dict)
 
     def stage_type(self, name: str) -> StageType:
         return self.stages[name]
+
+    def storage_for_scheme(self, scheme: str) -> StorageType | None:
+        return next((t for t in self.storage.values() if scheme in t.schemes), None)
 
     def describe(self) -> list[dict[str, Any]]:
         """JSON-ready description of every plugin, as printed by `legato plugins`."""
@@ -54,6 +61,7 @@ class Registry:
         for info in self.plugins:
             entry = attrs.asdict(info)
             entry["stages"] = [self.stages[s].describe() for s in info.stages]
+            entry["storage"] = [self.storage[s].describe() for s in info.storage]
             out.append(entry)
         return out
 
@@ -79,28 +87,56 @@ def _api_version_error(name: str, module: ModuleType) -> tuple[int | None, str |
     return declared, None
 
 
-def _collect_stages(registry: Registry, info: PluginInfo, module: ModuleType) -> None:
-    """Run one plugin's register_stages hook into a staging list, then commit atomically."""
+def _collect(registry: Registry, info: PluginInfo, module: ModuleType) -> None:
+    """Run one plugin's hooks into staging lists, check every name, then commit atomically."""
     pm = new_plugin_manager()
     pm.register(module, name=info.name)
-    offered: list[StageType] = []
-    pm.hook.register_stages(register=offered.append)
-    seen: set[str] = set()
-    for stage_type in offered:
-        if not isinstance(stage_type, StageType):
-            raise PluginError(f"plugin {info.name!r} registered {stage_type!r}, not a StageType")
-        name = stage_type.name
-        if name in registry.stages or name in seen:
-            first = registry.stage_owner.get(name, info.name)
-            raise PluginError(
-                f"stage type {name!r} is registered by both plugin {first!r} "
-                f"and plugin {info.name!r}"
-            )
-        seen.add(name)
-    for stage_type in offered:
+    stages: list[StageType] = []
+    backends: list[StorageType] = []
+    pm.hook.register_stages(register=stages.append)
+    pm.hook.register_storage(register=backends.append)
+    _check_names(info, stages, StageType, "stage type", registry.stages, registry.stage_owner)
+    _check_names(info, backends, StorageType, "storage", registry.storage, registry.storage_owner)
+    schemes = {
+        s: registry.storage_owner[t.name] for t in registry.storage.values() for s in t.schemes
+    }
+    for backend in backends:
+        for scheme in backend.schemes:
+            if scheme in schemes:
+                raise PluginError(
+                    f"URL scheme {scheme!r} is claimed by both plugin {schemes[scheme]!r} "
+                    f"and plugin {info.name!r}"
+                )
+            schemes[scheme] = info.name
+    for stage_type in stages:
         registry.stages[stage_type.name] = stage_type
         registry.stage_owner[stage_type.name] = info.name
         info.stages.append(stage_type.name)
+    for backend in backends:
+        registry.storage[backend.name] = backend
+        registry.storage_owner[backend.name] = info.name
+        info.storage.append(backend.name)
+
+
+def _check_names(
+    info: PluginInfo,
+    offered: list[Any],
+    cls: type,
+    what: str,
+    taken: dict[str, Any],
+    owner: dict[str, str],
+) -> None:
+    seen: set[str] = set()
+    for item in offered:
+        if not isinstance(item, cls):
+            raise PluginError(f"plugin {info.name!r} registered {item!r}, not a {cls.__name__}")
+        if item.name in taken or item.name in seen:
+            first = owner.get(item.name, info.name)
+            raise PluginError(
+                f"{what} {item.name!r} is registered by both plugin {first!r} "
+                f"and plugin {info.name!r}"
+            )
+        seen.add(item.name)
 
 
 def add_plugin(registry: Registry, name: str, module: ModuleType, dist: Any = None) -> PluginInfo:
@@ -115,11 +151,11 @@ def add_plugin(registry: Registry, name: str, module: ModuleType, dist: Any = No
     info.api_version, info.error = _api_version_error(name, module)
     if info.error is None:
         try:
-            _collect_stages(registry, info, module)
+            _collect(registry, info, module)
         except PluginError as exc:
             info.error = str(exc)
         except Exception as exc:  # a plugin's own bug must not stop the others
-            info.error = f"plugin {name!r} failed in register_stages: {type(exc).__name__}: {exc}"
+            info.error = f"plugin {name!r} failed in a hook: {type(exc).__name__}: {exc}"
     return info
 
 

@@ -111,23 +111,7 @@ class StageType:
     """Cross-field validation: returns (param name, message) pairs for invalid combinations."""
 
     def param_specs(self) -> list[ParamSpec]:
-        specs = []
-        for field in attrs.fields(attrs.resolve_types(self.params)):
-            meta = field.metadata.get("legato", {})
-            type_name = getattr(field.type, "__name__", str(field.type))
-            specs.append(
-                ParamSpec(
-                    name=field.name,
-                    type=type_name,
-                    default=field.default,
-                    doc=meta.get("doc", ""),
-                    unit=meta.get("unit", ""),
-                    min=meta.get("min"),
-                    max=meta.get("max"),
-                    choices=meta.get("choices"),
-                )
-            )
-        return specs
+        return param_specs(self.params)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description, as printed by `legato plugins`."""
@@ -136,9 +120,34 @@ class StageType:
             "doc": self.doc,
             "input": self.input,
             "produces_audio": self.produces_audio,
-            "params": [attrs.asdict(p) for p in self.param_specs()],
+            "params": describe_params(self.params),
             "outputs": [
                 {"kind": o.kind, "doc": o.doc, "rate": o.rate, "fields": dict(o.fields)}
                 for o in self.outputs
             ],
         }
+
+
+def param_specs(cls: type) -> list[ParamSpec]:
+    """The user-facing description of every field of a params class declared with ``param``."""
+    specs = []
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        meta = field.metadata.get("legato", {})
+        specs.append(
+            ParamSpec(
+                name=field.name,
+                type=getattr(field.type, "__name__", str(field.type)),
+                default=field.default,
+                doc=meta.get("doc", ""),
+                unit=meta.get("unit", ""),
+                min=meta.get("min"),
+                max=meta.get("max"),
+                choices=meta.get("choices"),
+            )
+        )
+    return specs
+
+
+def describe_params(cls: type) -> list[dict[str, Any]]:
+    """JSON-ready parameter descriptions, as printed by `legato plugins`."""
+    return [attrs.asdict(p) for p in param_specs(cls)]

@@ -1,0 +1,202 @@
+"""The storage interface: what a storage plugin provides and the records it persists.
+
+A storage *type* (registered through the ``register_storage`` hook) claims URL schemes and
+opens a ``Storage``; the host writes ``Batch``es of records through it and reads analytics
+back. Storage knows records, not audio. Every write is idempotent: sessions are upserted by
+id, events are keyed by (session id, seq), results by session id, so a retried batch never
+duplicates anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import attrs
+
+from .errors import LegatoError
+
+DEFAULT_URL = "sqlite:///legato.db"
+"""A SQLite file in the working directory, created on first use."""
+
+SessionStatus = Literal["active", "completed", "abandoned", "failed"]
+Period = Literal["daily", "weekly", "monthly"]
+
+
+class StorageError(LegatoError):
+    """A storage problem a user can act on (bad URL, wrong credentials, unknown session...)."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached right now; writes are spooled and retried."""
+
+
+# ---- records ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SessionRecord:
+    """One session (live or an offline run). Written at start and again at end (upsert)."""
+
+    id: str
+    pipeline: str
+    source: Literal["live", "offline"]
+    sample_rate: int
+    channels: int
+    started_at: dt.datetime  # UTC, timezone-aware
+    status: SessionStatus = "active"
+    user: str | None = None
+    piece: str | None = None
+    genre: str | None = None
+    target_tempo: float | None = None
+    ended_at: dt.datetime | None = None
+    duration_s: float | None = None  # seconds of audio analysed
+    frames_processed: int = 0  # audio samples (per channel) analysed
+
+
+@attrs.frozen
+class EventRecord:
+    """One event exactly as clients receive it; ``data`` is its JSON text (the whole event)."""
+
+    session_id: str
+    seq: int
+    stage: str
+    kind: str
+    sample: int
+    t: float
+    data: str
+
+
+@attrs.frozen
+class ResultRecord:
+    """The analysis result of a session's performance (one per session), from its summary."""
+
+    session_id: str
+    pitch_accuracy: float | None
+    timing_consistency: float | None
+    tempo_stability: float | None
+    dynamics_range_db: float | None
+    overall_score: float | None
+    notes: int
+    voiced_frames: int
+    counts: str  # JSON object: events per kind
+    feedback: str  # JSON object: the practice summary and per-stage summaries
+    engine_version: str
+    processing_time_ms: float
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class Batch:
+    """What one write carries; applied in one transaction, in this order."""
+
+    sessions: tuple[SessionRecord, ...] = ()
+    events: tuple[EventRecord, ...] = ()
+    results: tuple[ResultRecord, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.sessions) + len(self.events) + len(self.results)
+
+
+# ---- the backend protocol ---------------------------------------------------------------
+
+
+class Storage(Protocol):
+    """An opened backend. All methods are trio-async; a backend runs blocking or asyncio work
+    on its own threads. Connection problems raise ``StorageUnavailable`` with a message that
+    names the database (never the password); other user mistakes raise ``StorageError``."""
+
+    url: str  # for messages: the URL with any password removed
+
+    async def connect(self) -> None:
+        """Open connections; fail fast with a clear ``StorageUnavailable``/``StorageError``."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations in order; return the versions applied (none when
+        up to date). Safe to run concurrently from several processes."""
+
+    async def schema_version(self) -> int: ...
+
+    async def write(self, batch: Batch) -> None:
+        """Apply a batch atomically and idempotently (see the module docstring)."""
+
+    async def user_stats(self, user: str, days: int, now: dt.datetime) -> dict[str, Any]:
+        """Sessions of ``user`` started in the ``days`` before ``now``: ``{"user", "days",
+        "sessions", "completed", "practice_hours", "avg_pitch_accuracy",
+        "avg_timing_consistency", "avg_dynamics_range_db", "avg_overall_score"}``
+        (averages None when there is nothing to average)."""
+
+    async def progress(self, user: str, period: Period, since: dt.datetime) -> list[dict[str, Any]]:
+        """Per-period aggregates from the progress_metrics table, oldest first: ``{"period",
+        "start" (ISO date), "sessions", "practice_s", "avg_pitch_accuracy",
+        "avg_timing_consistency", "avg_dynamics_range_db", "avg_overall_score"}``."""
+
+    async def list_sessions(self, user: str | None, limit: int) -> list[dict[str, Any]]:
+        """Newest first: each session's columns (``id``, ``user``, ``pipeline``, ``status``,
+        ``started_at`` ISO 8601, ...) and ``overall_score`` when it has a result."""
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        """The session's columns, ``"events"`` (the event objects in seq order) and
+        ``"analysis_result"`` (a dict, or None). ``StorageError`` if there is no such
+        session."""
+
+    async def close(self) -> None: ...
+
+
+@attrs.frozen
+class StorageType:
+    """A storage backend as registered by a plugin."""
+
+    name: str
+    doc: str
+    schemes: tuple[str, ...]
+    params: type
+    """attrs class (fields declared with ``legato.stage.param``): the ``[storage]`` table's
+    other keys, e.g. timeouts and pool sizes."""
+    open: Callable[[str, Any], Storage]
+    """``open(url, params)``: a not yet connected Storage."""
+
+    def describe(self) -> dict[str, Any]:
+        from .stage import describe_params
+
+        return {
+            "type": self.name,
+            "doc": self.doc,
+            "schemes": list(self.schemes),
+            "params": describe_params(self.params),
+        }
+
+
+def scheme_of(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise StorageError(
+            f"database URL {url!r} has no scheme: use sqlite:///path/to/file.db or "
+            "postgresql://user@host:port/db"
+        )
+    return scheme
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_storage(url: str, registry: Any, params: Any = None) -> Storage:
+    """The backend for ``url`` from the installed plugins (``params`` None: its defaults)."""
+    scheme = scheme_of(url)
+    backend = registry.storage_for_scheme(scheme)
+    if backend is None:
+        known = sorted(s for t in registry.storage.values() for s in t.schemes)
+        raise StorageError(
+            f"no storage backend handles {scheme!r} URLs (installed: {', '.join(known) or 'none'})"
+        )
+    if params is None or not isinstance(params, backend.params):
+        params = backend.params()
+    return backend.open(url, params)
