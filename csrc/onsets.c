@@ -257,6 +257,13 @@ int lg_onsets_latency(const lg_onsets *s) { return s->persist + s->latency; }
 int lg_onsets_bands(const lg_onsets *s) { return s->nbands; }
 int64_t lg_onsets_offset(const lg_onsets *s) { return (int64_t)s->offset; }
 
+/* |spec[k]| of n interleaved (re, im) bins, in a loop the compiler vectorises. */
+static void magnitudes(const double *restrict spec, double *restrict mag, int n)
+{
+    for (int k = 0; k < n; k++)
+        mag[k] = sqrt(spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]);
+}
+
 /* Analyse the full frame in s->frame into its band rows, mean square and the level. */
 static void analyse_frame(lg_onsets *s)
 {
@@ -277,10 +284,8 @@ static void analyse_frame(lg_onsets *s)
     }
     double energy = (e[0] + e[1]) + (e[2] + e[3]);
     lg_fft_forward(s->fft, in, s->spec);
-    const double *restrict spec = s->spec;
-    double *restrict mag = s->mag;
-    for (int k = s->bin_lo; k < s->bin_hi; k++)
-        mag[k] = sqrt(spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]);
+    magnitudes(s->spec + 2 * s->bin_lo, s->mag + s->bin_lo, s->bin_hi - s->bin_lo);
+    const double *restrict mag = s->mag;
     size_t at = (size_t)(s->frames % s->rows) * (size_t)nb;
     double *restrict row = s->bands + at;
     double *restrict wide = s->widened + at;

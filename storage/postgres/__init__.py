@@ -1,0 +1,3 @@
+"""The postgres storage backend (being written)."""
+
+LEGATO_API_VERSION = 1
