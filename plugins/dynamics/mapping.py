@@ -3,6 +3,7 @@ and the spread of per-hop levels (dynamic range)."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 
@@ -31,6 +32,12 @@ def finite_db(value: float) -> float:
     return float(min(max(value, DB_FLOOR), DB_CEILING))
 
 
+def finite_dbs(values: np.ndarray) -> np.ndarray:
+    """finite_db of every value of an array (the same values, without a Python call each)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isnan(values), DB_FLOOR, np.clip(values, DB_FLOOR, DB_CEILING))
+
+
 def power_db(power: np.ndarray) -> np.ndarray:
     """10 log10 of mean squares (dBFS: a full-scale square wave is 0), clamped finite."""
     floored = np.fmax(np.asarray(power, dtype=np.float64), 10.0 ** (DB_FLOOR / 10.0))
@@ -48,9 +55,15 @@ def velocity(rms_db: float, floor_db: float) -> int:
     return int(min(max(1 + math.floor(126.0 * position + 0.5), 1), 127))
 
 
+def velocities(rms_db: np.ndarray, floor_db: float) -> np.ndarray:
+    """velocity of every level of an array (the same values, as int64)."""
+    position = (np.asarray(rms_db, dtype=np.float64) - floor_db) / -floor_db
+    return np.clip(1 + np.floor(126.0 * position + 0.5), 1, 127).astype(np.int64)
+
+
 def marking(vel: int) -> str:
     """The dynamic marking whose notation-program velocity is nearest to vel."""
-    return MARKINGS[sum(vel >= bound for bound in MARKING_BOUNDS)]
+    return MARKINGS[bisect.bisect_right(MARKING_BOUNDS, vel)]
 
 
 def marking_thresholds_db(floor_db: float) -> tuple[float, ...]:

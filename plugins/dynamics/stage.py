@@ -7,9 +7,22 @@ import numpy as np
 
 from legato.stage import Event, StreamFormat
 
-from .mapping import LevelSpread, amplitude_db, finite_db, marking, power_db, velocity
+from .mapping import (
+    LevelSpread,
+    amplitude_db,
+    finite_db,
+    finite_dbs,
+    marking,
+    power_db,
+    velocities,
+    velocity,
+)
 from .meters import LevelMeter, LoudnessMeter, TruePeakMeter, frames_of
 from .params import DynamicsParams
+
+ARRAY_HOPS = 8
+"""From this many hops in one block on, the per-hop values are computed with numpy: below it
+numpy's fixed cost per call exceeds the Python cost per value (live blocks hold a hop or two)."""
 
 SPREAD_LOW = 0.10
 SPREAD_HIGH = 0.95
@@ -35,50 +48,69 @@ class Dynamics:
         mean_square, peak = self._levels.process(frames)
         momentary, short_term = self._loudness.process(frames)
         self._true_peak.process(frames)
-        rms_db = power_db(mean_square).tolist()
-        peak_db = amplitude_db(peak).tolist()
-        self._spread.add([r for r in rms_db if r > self._floor])
-        events = [
-            self._event(self._hops + k, self._hop, r, p, m, s)
-            for k, (r, p, m, s) in enumerate(
-                zip(rms_db, peak_db, momentary.tolist(), short_term.tolist(), strict=True)
-            )
-        ]
-        self._hops += len(events)
-        return events
+        rms_db = power_db(mean_square)
+        self._spread.add(rms_db[rms_db > self._floor].tolist())
+        return self._events(self._hop, rms_db, amplitude_db(peak), momentary, short_term)
 
     def finish(self) -> list[Event]:
         events = []
         length, mean_square, peak = self._levels.partial()
         if length:
-            events.append(
-                self._event(
-                    self._hops,
-                    length,
-                    float(power_db(mean_square)),
-                    float(amplitude_db(peak)),
-                    self._loudness.momentary,
-                    self._loudness.short_term,
-                )
+            events = self._events(
+                length,
+                power_db(np.array([mean_square])),
+                amplitude_db(np.array([peak])),
+                np.array([self._loudness.momentary]),
+                np.array([self._loudness.short_term]),
             )
         events.append(self._summary())
         return events
 
-    def _event(
-        self, index: int, length: int, rms_db: float, peak_db: float, m: float, s: float
-    ) -> Event:
-        vel = velocity(float(rms_db), self._floor)
-        return {
-            "kind": "dynamics",
-            "sample": index * self._hop + length // 2,
-            "length": length,
-            "rms_db": float(rms_db),
-            "peak_db": float(peak_db),
-            "velocity": vel,
-            "marking": marking(vel),
-            "momentary_lufs": finite_db(m),
-            "short_term_lufs": finite_db(s),
-        }
+    def _events(
+        self,
+        length: int,
+        rms_db: np.ndarray,
+        peak_db: np.ndarray,
+        momentary: np.ndarray,
+        short_term: np.ndarray,
+    ) -> list[Event]:
+        """One event per hop (each ``length`` frames long) from its levels; built for a whole
+        block at once, since per-hop Python work would cost more than the meters."""
+        count = len(rms_db)
+        if count >= ARRAY_HOPS:
+            vels = velocities(rms_db, self._floor).tolist()
+            moments = finite_dbs(momentary).tolist()
+            shorts = finite_dbs(short_term).tolist()
+        else:
+            vels = [velocity(r, self._floor) for r in rms_db.tolist()]
+            moments = [finite_db(m) for m in momentary.tolist()]
+            shorts = [finite_db(v) for v in short_term.tolist()]
+        first = self._hops * self._hop + length // 2
+        self._hops += count
+        return [
+            {
+                "kind": "dynamics",
+                "sample": first + k * self._hop,
+                "length": length,
+                "rms_db": r,
+                "peak_db": p,
+                "velocity": v,
+                "marking": name,
+                "momentary_lufs": m,
+                "short_term_lufs": st,
+            }
+            for k, (r, p, v, name, m, st) in enumerate(
+                zip(
+                    rms_db.tolist(),
+                    peak_db.tolist(),
+                    vels,
+                    [marking(v) for v in vels],
+                    moments,
+                    shorts,
+                    strict=True,
+                )
+            )
+        ]
 
     def _summary(self) -> Event:
         loudness = self._loudness

@@ -66,15 +66,11 @@ class PitchYin:
         if count < 0:
             raise RuntimeError(f"pitch_yin kernel failed with code {count}")
         self._samples += n
-        return [
-            self._event(f0, confidence, bool(voiced))
-            for f0, confidence, voiced in zip(
-                self._f0[:count].tolist(),
-                self._confidence[:count].tolist(),
-                self._voiced[:count].tolist(),
-                strict=True,
-            )
-        ]
+        return self._events(
+            self._f0[:count].tolist(),
+            self._confidence[:count].tolist(),
+            self._voiced[:count].tolist(),
+        )
 
     def finish(self) -> list[Event]:
         """Only complete frames are analysed: the samples of a final partial frame count in the
@@ -92,20 +88,28 @@ class PitchYin:
             }
         ]
 
-    def _event(self, f0: float, confidence: float, voiced: bool) -> Event:
-        event: Event = {
-            "kind": "pitch",
-            "sample": self._frames * self._hop + self._centre,
-            "f0": f0,
-            "voiced": voiced,
-            "confidence": confidence,
-            "midi": None,
-            "note": None,
-            "cents": None,
-        }
-        self._frames += 1
-        if voiced:
-            event["midi"], event["note"], event["cents"] = nearest_note(f0, self._tuning)
-            self._voiced_f0.append(f0)
-            self._voiced_confidence.append(confidence)
-        return event
+    def _events(self, f0: list[float], confidence: list[float], voiced: list[int]) -> list[Event]:
+        """Pitch events for a run of frames; the note fields are None when unvoiced."""
+        first = self._frames * self._hop + self._centre
+        self._frames += len(f0)
+        events: list[Event] = []
+        for k, (f, c, v) in enumerate(zip(f0, confidence, voiced, strict=True)):
+            if v:
+                midi, note, cents = nearest_note(f, self._tuning)
+                self._voiced_f0.append(f)
+                self._voiced_confidence.append(c)
+            else:
+                midi = note = cents = None
+            events.append(
+                {
+                    "kind": "pitch",
+                    "sample": first + k * self._hop,
+                    "f0": f,
+                    "voiced": bool(v),
+                    "confidence": c,
+                    "midi": midi,
+                    "note": note,
+                    "cents": cents,
+                }
+            )
+        return events
