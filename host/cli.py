@@ -6,14 +6,16 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import HOST_API_VERSION, __version__
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, Pipeline, load_config
+from .dbcli import add_db_commands
 from .errors import LegatoError
 from .registry import Registry, load_registry
-from .runner import jsonl_sink, run_file
+from .runner import RunResult, jsonl_sink, run_file
+from .stage import Event
 
 
 def _registry(warn: bool = True) -> Registry:
@@ -46,23 +48,68 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, _registry())
+    registry = _registry()
+    config = load_config(args.config, registry)
     pipeline = config.pipeline(args.pipeline)
+    recorded = args.db is not None or args.user is not None or args.piece is not None
+
+    def analyse(sink: Callable[[Event], None]) -> RunResult:
+        if not recorded:
+            return run_file(pipeline, args.input, sink)
+        return _record_run(args, config, pipeline, registry, sink)
+
     if args.out is None:
-        run_file(pipeline, args.input, jsonl_sink(sys.stdout))
-        return 0
-    out = Path(args.out)
-    partial = out.with_name(out.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as stream:
-            result = run_file(pipeline, args.input, jsonl_sink(stream))
-        partial.replace(out)
-    except OSError as exc:
-        raise LegatoError(f"{out}: cannot write events: {exc.strerror or exc}") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    print(f"{args.input}: {result.events} events -> {out}", file=sys.stderr)
+        result = analyse(jsonl_sink(sys.stdout))
+    else:
+        out = Path(args.out)
+        partial = out.with_name(out.name + ".partial")
+        try:
+            with partial.open("w", encoding="utf-8") as stream:
+                result = analyse(jsonl_sink(stream))
+            partial.replace(out)
+        except OSError as exc:
+            raise LegatoError(f"{out}: cannot write events: {exc.strerror or exc}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        print(f"{args.input}: {result.events} events -> {out}", file=sys.stderr)
+    if result.session_id is not None:
+        print(result.session_id, file=sys.stderr)
     return 0
+
+
+def _record_run(
+    args: argparse.Namespace,
+    config: Config,
+    pipeline: Pipeline,
+    registry: Registry,
+    sink: Callable[[Event], None],
+) -> RunResult:
+    """The run, recorded in the database of --db (or [storage]) like a live session."""
+    import trio
+
+    from .runner import RunInfo, record_file
+    from .server import open_recorder
+    from .storage import open_storage
+
+    logging.basicConfig(level=logging.WARNING, format="legato: %(message)s", stream=sys.stderr)
+    storage = open_storage(args.db or config.storage.url, registry, config.storage.params)
+    info = RunInfo(user=args.user, piece=args.piece)
+
+    async def main() -> RunResult:
+        recorder = await open_recorder(storage, config.server)
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(recorder.run)
+            try:
+                result = await record_file(pipeline, args.input, sink, recorder, info)
+            except Exception as exc:  # re-raised below, outside the nursery's exception group
+                failure = exc
+            await recorder.close(config.server.shutdown_timeout_s)
+        if failure is not None:
+            raise failure
+        return result
+
+    return trio.run(main)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -70,14 +117,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
     from .server import serve
+    from .storage import open_storage
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    config = load_config(args.config, _registry())
+    registry = _registry()
+    config = load_config(args.config, registry)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    storage = open_storage(args.db or config.storage.url, registry, config.storage.params)
     try:
-        trio.run(serve, config, attrs.evolve(config.server, **overrides))
+        trio.run(serve, config, attrs.evolve(config.server, **overrides), storage)
     except OSError as exc:
         raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
     return 0
@@ -137,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file of pipelines (default: the built-in config)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1, or [server] host)")
     p.add_argument("--port", type=int, help="port (default 8765, or [server] port; 0 = any)")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database for session history (default: [storage] url, else sqlite:///legato.db)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a pipelines config")
@@ -148,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file of pipelines (default: the built-in config)")
     p.add_argument("--pipeline", default="analyze", help="pipeline name (default: analyze)")
     p.add_argument("--out", help="write events to this file instead of stdout")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="also record the run in this database (session id printed on stderr)",
+    )
+    p.add_argument("--user", help="record the run for this user (in --db, else [storage] url)")
+    p.add_argument("--piece", help="piece name recorded with the run")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -167,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="send at the file's real-time rate")
     p.add_argument("--summary", metavar="FILE", help="write the summary JSON here, not stderr")
     p.set_defaults(func=cmd_stream)
+    add_db_commands(sub)
     return parser
 
 

@@ -41,6 +41,12 @@ class ErrorCode:
     SESSION_ENDED = "session_ended"
     IDLE_TIMEOUT = "idle_timeout"
     STAGE_FAILED = "stage_failed"
+    STORAGE_SPOOL_FULL = "storage_spool_full"
+    STORAGE_FAILED = "storage_failed"
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    HISTORY_BUSY = "history_busy"
+    NO_USER = "no_user"
+    UNKNOWN_SESSION = "unknown_session"
     INTERNAL = "internal_error"
 
 
@@ -106,6 +112,7 @@ class Start:
     )
     user: str | None = attrs.field(default=None, validator=_short_text)
     piece: str | None = attrs.field(default=None, validator=_short_text)
+    genre: str | None = attrs.field(default=None, validator=_short_text)
     target_tempo: float | None = attrs.field(default=None, validator=[_finite, _positive])
 
 
@@ -140,6 +147,55 @@ class Resume:
     last_seq: int = attrs.field(validator=attrs.validators.ge(0))
 
 
+HISTORY_QUERIES = {
+    "stats": ("days",),
+    "sessions": ("limit",),
+    "session": ("session_id",),
+    "progress": ("period", "days"),
+}
+"""Each history query and the fields it takes (besides ``query`` and ``id``)."""
+
+MAX_HISTORY_DAYS = 3660
+MAX_HISTORY_SESSIONS = 1000
+
+
+@attrs.frozen
+class History:
+    """Read the session's own user's stored history (see docs/protocol.md); fields that do
+    not apply to ``query`` are errors, missing ones take their defaults."""
+
+    query: Literal["stats", "sessions", "session", "progress"]
+    id: int | str | None = None
+    days: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.ge(1), attrs.validators.le(MAX_HISTORY_DAYS)]
+        ),
+    )
+    limit: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.ge(1), attrs.validators.le(MAX_HISTORY_SESSIONS)]
+        ),
+    )
+    session_id: str | None = attrs.field(default=None, validator=_short_text)
+    period: Literal["daily", "weekly", "monthly"] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        allowed = HISTORY_QUERIES[self.query]
+        given = [
+            f for f in ("days", "limit", "session_id", "period") if getattr(self, f) is not None
+        ]
+        extra = [f for f in given if f not in allowed]
+        if extra:
+            raise ValueError(
+                f"{', '.join(extra)} does not apply to query {self.query!r}"
+                f" (it takes: {', '.join(allowed)})"
+            )
+        if self.query == "session" and self.session_id is None:
+            raise ValueError("query 'session' needs session_id")
+
+
 CLIENT_MESSAGES: dict[str, type] = {
     "start": Start,
     "audio": Audio,
@@ -147,12 +203,13 @@ CLIENT_MESSAGES: dict[str, type] = {
     "stats": StatsRequest,
     "end": End,
     "resume": Resume,
+    "history": History,
 }
 
 for _cls in CLIENT_MESSAGES.values():
     attrs.resolve_types(_cls)
 
-ClientMessage = Start | Audio | Ping | StatsRequest | End | Resume
+ClientMessage = Start | Audio | Ping | StatsRequest | End | Resume | History
 
 
 # ---- server -> client -------------------------------------------------------------------
@@ -225,6 +282,9 @@ class Stats:
     events_produced: int
     events_sent: int
     events_dropped: int
+    events_stored: int
+    events_spooled: int
+    events_unsaved: int
     latency_ms: dict[str, float | None]
     queues: dict[str, int]
 
@@ -240,6 +300,15 @@ class Summary:
     stats: Stats
 
 
+@attrs.frozen
+class HistoryReply:
+    """The answer to a ``history`` request: ``result`` is what `legato db` prints for it."""
+
+    query: str
+    id: int | str | None
+    result: Any
+
+
 SERVER_MESSAGES: dict[type, str] = {
     Hello: "hello",
     Started: "started",
@@ -249,6 +318,7 @@ SERVER_MESSAGES: dict[type, str] = {
     ServerShutdown: "server_shutdown",
     Stats: "stats",
     Summary: "summary",
+    HistoryReply: "history",
 }
 
 # ---- conversion ---------------------------------------------------------------------------
@@ -299,6 +369,16 @@ def _explain(exc: BaseException) -> str:
     return str(exc)
 
 
+def _literal_options(tp: Any) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal[...]`` field (or ``Literal[...] | None``)."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    for arg in typing.get_args(tp):
+        if typing.get_origin(arg) is Literal:
+            return typing.get_args(arg)
+    return ()
+
+
 def parse_client_message(text: str) -> ClientMessage:
     """Decode one JSON text frame from a client; any problem raises ProtocolError."""
     try:
@@ -317,8 +397,9 @@ def parse_client_message(text: str) -> ClientMessage:
             ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r} (known: {known})"
         )
     for field in attrs.fields(cls):
-        options = typing.get_args(field.type) if typing.get_origin(field.type) is Literal else ()
-        if options and field.name in raw and raw[field.name] not in options:
+        options = _literal_options(field.type)
+        value = raw.get(field.name)
+        if options and value is not None and value not in options:
             allowed = ", ".join(repr(o) for o in options)
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE,

@@ -1,20 +1,23 @@
 """`legato serve`: every pipeline of a config, served as live sessions over trio-websocket.
 
-Ownership: the server's root nursery owns the listener and every session's analysis task (a
-session outlives its connection so it can be resumed); trio-websocket's handler nursery owns one
-task per connection, which runs that connection's receive and send loops in its own nursery.
-Every handler is wrapped, so nothing a client does can raise into the listener.
+Ownership: the server's root nursery owns the listener, the recorder's flusher and every
+session's analysis task (a session outlives its connection so it can be resumed);
+trio-websocket's handler nursery owns one task per connection, which runs that connection's
+receive and send loops, and its history queries, in its own nursery. Every handler is wrapped,
+so nothing a client does can raise into the listener.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hmac
 import logging
 import secrets
 import signal
 import time
 import uuid
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
@@ -31,6 +34,8 @@ from .protocol import (
     Error,
     ErrorCode,
     Hello,
+    History,
+    HistoryReply,
     Limits,
     Ping,
     Pong,
@@ -47,13 +52,26 @@ from .protocol import (
     encode_analysis,
     parse_client_message,
 )
+from .recorder import Recorder, RecorderSettings
 from .session import Session, State
 from .settings import ServerSettings
+from .storage import Storage, StorageError, StorageUnavailable
 
 log = logging.getLogger("legato.server")
 
 BATCH_EVENTS = 1024
 """Most events in one ``analysis`` message; a backlog goes out in several."""
+
+HISTORY_QUERIES = 4
+"""History queries running at once over the whole server; more wait their turn."""
+
+HISTORY_DEFAULTS: dict[str, Any] = {
+    "stats_days": 30,
+    "progress_days": 90,
+    "limit": 50,
+    "period": "weekly",
+}
+"""What a history request leaves out, as `legato db` defaults it."""
 
 
 def _error(code: str, message: str, continues: bool = True) -> str:
@@ -63,21 +81,30 @@ def _error(code: str, message: str, continues: bool = True) -> str:
 class Server:
     """Serves a config's pipelines; ``run`` until ``shutdown`` is called (or cancelled)."""
 
-    def __init__(self, config: Config, settings: ServerSettings | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        settings: ServerSettings | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.config = config
         self.settings = settings or config.server
+        self.recorder = recorder
         self.sessions: dict[str, Session] = {}
         self.shutting_down = False
         self.port: int | None = None
         self._listen_scope: trio.CancelScope | None = None
         self._root: trio.Nursery | None = None
         self._stop = trio.Event()
+        self._history_limiter = trio.CapacityLimiter(HISTORY_QUERIES)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as root:
             self._root = root
+            if self.recorder is not None:
+                await root.start(self.recorder.run)
             async with trio.open_nursery() as handlers:
                 listener = await root.start(self._listen, handlers)
                 self.port = listener.port
@@ -93,6 +120,10 @@ class Server:
                 await self._stop.wait()
                 await self._drain()
                 handlers.cancel_scope.cancel()
+            if self.recorder is not None:
+                for session in self.sessions.values():
+                    session.record_end()  # cut short: recorded as failed
+                await self.recorder.close(self.settings.shutdown_timeout_s)
             root.cancel_scope.cancel()
         log.info("legato stopped")
 
@@ -234,7 +265,7 @@ class Server:
         except LegatoError as exc:
             raise ProtocolError(ErrorCode.UNKNOWN_PIPELINE, str(exc)) from None
         try:
-            session = Session(start, pipeline, self.settings, session_id, token)
+            session = Session(start, pipeline, self.settings, session_id, token, self.recorder)
         except LegatoError as exc:
             raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
         self.sessions[session.id] = session
@@ -316,7 +347,7 @@ class Server:
                 try:
                     async with trio.open_nursery() as loops:
                         loops.start_soon(self._send_loop, ws, session, scope, loops.cancel_scope)
-                        await self._receive_loop(ws, session)
+                        await self._receive_loop(ws, session, loops)
                         loops.cancel_scope.cancel()
                 except* ConnectionClosed:
                     pass  # the client went away mid-send; the session stays resumable
@@ -377,7 +408,9 @@ class Server:
         await ws.aclose(CloseCode.IDLE, "idle timeout")
         return None
 
-    async def _receive_loop(self, ws: WebSocketConnection, session: Session) -> None:
+    async def _receive_loop(
+        self, ws: WebSocketConnection, session: Session, loops: trio.Nursery
+    ) -> None:
         while True:
             message = await self._receive(ws, idle=not session.ending)
             if message is None:
@@ -396,12 +429,86 @@ class Server:
                     await ws.send_message(encode(session.stats()))
                 elif isinstance(parsed, End):
                     await session.request_end()
+                elif isinstance(parsed, History):
+                    if session.history_running:
+                        raise ProtocolError(
+                            ErrorCode.HISTORY_BUSY,
+                            "one history request at a time: wait for the answer to the last one",
+                        )
+                    session.history_running = True
+                    loops.start_soon(self._history, session, parsed)
                 elif isinstance(parsed, Start | Resume):
                     raise ProtocolError(
                         ErrorCode.ALREADY_STARTED, f"session {session.id} is already running"
                     )
             except ProtocolError as exc:
                 await ws.send_message(_error(exc.code, exc.message, not exc.fatal))
+
+    # ---- history ------------------------------------------------------------------------
+
+    async def _history(self, session: Session, request: History) -> None:
+        """Answer a history request through the session's outbox (never blocking its
+        connection's receive loop)."""
+        try:
+            reply = HistoryReply(
+                query=request.query, id=request.id, result=await self._query(session, request)
+            )
+            message = await trio.to_thread.run_sync(encode, reply)  # may be a large session
+        except ProtocolError as exc:
+            message = _error(exc.code, exc.message)
+        except Exception:
+            log.exception("history query %s failed", request.query)
+            message = _error(ErrorCode.INTERNAL, "the history query failed")
+        finally:
+            session.history_running = False
+        session.outbox.append(message)
+        session.wake()
+
+    async def _query(self, session: Session, request: History) -> Any:
+        """Run one history query for the session's own user only."""
+        if self.recorder is None:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history (it has no storage)"
+            )
+        user = session.start.user
+        if user is None:
+            raise ProtocolError(
+                ErrorCode.NO_USER, "history is per user: start the session with a `user`"
+            )
+        if not self.recorder.ready:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "the database is unavailable; try again later"
+            )
+        storage = self.recorder.storage
+        days = request.days or HISTORY_DEFAULTS.get(f"{request.query}_days", 0)
+        now = dt.datetime.now(dt.UTC)
+        unknown = ProtocolError(
+            ErrorCode.UNKNOWN_SESSION, f"no stored session {request.session_id!r} of this user"
+        )
+        try:
+            async with self._history_limiter:
+                with trio.fail_after(self.settings.storage_timeout_s):
+                    if request.query == "stats":
+                        return await storage.user_stats(user, days, now)
+                    if request.query == "sessions":
+                        limit = request.limit or HISTORY_DEFAULTS["limit"]
+                        return await storage.list_sessions(user, limit)
+                    if request.query == "progress":
+                        period = request.period or HISTORY_DEFAULTS["period"]
+                        return await storage.progress(user, period, now - dt.timedelta(days=days))
+                    assert request.session_id is not None
+                    found = await storage.get_session(request.session_id)
+        except (StorageUnavailable, trio.TooSlowError):
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "the database is unavailable; try again later"
+            ) from None
+        except StorageError:
+            if request.query == "session":
+                raise unknown from None
+            raise
+        if found.get("user") != user:
+            raise unknown  # the same answer as for an unknown id: ids of others stay secret
+        return found
 
     async def _send_loop(
         self,
@@ -451,9 +558,22 @@ class Server:
         await ws.aclose(code, "session complete")
 
 
-async def serve(config: Config, settings: ServerSettings | None = None) -> None:
-    """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once)."""
-    server = Server(config, settings)
+async def open_recorder(storage: Storage, settings: ServerSettings) -> Recorder:
+    """A started recorder over ``storage``: spool open, connected and migrated, or (database
+    unreachable) spooling with a loud warning. Bad URLs and credentials raise StorageError."""
+    recorder = Recorder(storage, RecorderSettings.from_server(settings, storage.url))
+    await recorder.start()
+    return recorder
+
+
+async def serve(
+    config: Config, settings: ServerSettings | None = None, storage: Storage | None = None
+) -> None:
+    """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once).
+    With ``storage``, sessions are recorded in it."""
+    settings = settings or config.server
+    recorder = None if storage is None else await open_recorder(storage, settings)
+    server = Server(config, settings, recorder)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
         await server.run()

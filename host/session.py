@@ -1,6 +1,7 @@
 """A live session: one pipeline running over one client's audio, independent of any single
 connection so it can be resumed. Audio is decoded and queued here; analysis runs in the
-session's own task; encoded events wait in a bounded log for whichever connection sends them.
+session's own task; encoded events wait in a bounded log for whichever connection sends them,
+and are handed to the recorder (when the server keeps history) from the analysis task.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from .protocol import (
     encode,
     encode_event,
 )
+from .recorder import Recorder, Tally, result_record, utc
 from .settings import ServerSettings
 from .stage import Event, StreamFormat
+from .storage import EventRecord, SessionRecord, SessionStatus
 
 END = None  # sentinel on the audio queue: no more audio
 
@@ -68,15 +71,17 @@ class EventLog:
         self.capacity = capacity
         self.last_seq = 0
 
-    def append(self, encode: Callable[[int], str], sent_seq: int) -> tuple[int, bool]:
-        """Add one event; returns its seq and whether an unsent event had to be dropped."""
+    def append(self, encode: Callable[[int], str], sent_seq: int) -> tuple[int, str, bool]:
+        """Add one event; returns its seq, its encoding and whether an unsent event had to be
+        dropped."""
         self.last_seq += 1
-        self.entries.append((self.last_seq, encode(self.last_seq)))
+        text = encode(self.last_seq)
+        self.entries.append((self.last_seq, text))
         dropped = False
         if len(self.entries) > self.capacity:
             old_seq, _ = self.entries.popleft()
             dropped = old_seq > sent_seq
-        return self.last_seq, dropped
+        return self.last_seq, text, dropped
 
     def after(self, seq: int) -> list[tuple[int, str]]:
         """Entries with sequence number greater than ``seq`` that are still held."""
@@ -95,6 +100,13 @@ class EventLog:
         return self.entries[0][0] if self.entries else self.last_seq + 1
 
 
+FINAL_STATUS: dict[State, SessionStatus] = {
+    State.COMPLETED: "completed",
+    State.ABANDONED: "abandoned",
+    State.FAILED: "failed",
+}
+
+
 class Session:
     """State shared by the analysis task and the connection currently attached."""
 
@@ -105,6 +117,7 @@ class Session:
         settings: ServerSettings,
         session_id: str,
         token: str,
+        recorder: Recorder | None = None,
     ) -> None:
         self.id = session_id
         self.token = token
@@ -133,6 +146,11 @@ class Session:
         self.outbox: list[str] = []  # encoded control messages for the attached connection
         self.summary_delivered = False
         self._noticed_at: dict[str, float] = {}
+        self.recorder = recorder
+        self.tally = Tally()
+        self.processing_s = 0.0  # time spent in the pipeline itself
+        self._end_recorded = False
+        self.history_running = False
 
     # ---- input side (called by the connection's receive loop) ---------------------------
 
@@ -214,19 +232,26 @@ class Session:
     async def analyse(self) -> None:
         """Run the pipeline over queued audio until END; a failing stage ends only this
         session."""
+        if self.recorder is not None:
+            self.tally = self.recorder.session_started(self.record(), self.notice)
         try:
             async for item in self.audio_out:
                 if item is END:
                     break
                 block, received_at = item
+                began = time.perf_counter()
                 events = self.graph.process(block)
+                self.processing_s += time.perf_counter() - began
                 self.counters.frames_analysed += 1
                 self.counters.samples_analysed += block.shape[0]
                 self._publish(events)
                 if events:
                     self._marks.append((self.counters.samples_analysed, received_at))
                 await trio.lowlevel.checkpoint()
-            self._publish(self.graph.finish())
+            began = time.perf_counter()
+            events = self.graph.finish()
+            self.processing_s += time.perf_counter() - began
+            self._publish(events)
             if self.state is not State.ABANDONED:
                 self.state = State.COMPLETED
         except Exception as exc:  # a stage bug must not take the server down
@@ -234,13 +259,62 @@ class Session:
             self.notice(ErrorCode.STAGE_FAILED, f"analysis failed: {type(exc).__name__}: {exc}")
         finally:
             self.summary = self._summary()
+            self.record_end()
             self.finished.set()
             self.wake()
 
+    def record(self, status: SessionStatus = "active") -> SessionRecord:
+        """The session's row as it stands, with ``status``."""
+        samples = self.counters.samples_analysed
+        start = self.start
+        ended = status != "active"
+        return SessionRecord(
+            id=self.id,
+            pipeline=start.pipeline,
+            source="live",
+            sample_rate=start.sample_rate,
+            channels=start.channels,
+            started_at=utc(self.started_at),
+            status=status,
+            user=start.user,
+            piece=start.piece,
+            genre=start.genre,
+            target_tempo=start.target_tempo,
+            ended_at=utc(time.time()) if ended else None,
+            duration_s=samples / self.format.sample_rate,
+            frames_processed=samples,
+        )
+
+    def record_end(self) -> None:
+        """Hand the final row and the result to the recorder, once. A session that did not
+        finish (cut short by a shutdown) is recorded as ``failed``."""
+        if self.recorder is None or self._end_recorded:
+            return
+        self._end_recorded = True
+        status = FINAL_STATUS.get(self.state, "failed")
+        summary = self.summary or self._summary()
+        result = result_record(self.id, summary, self.processing_s * 1000.0)
+        self.recorder.session_ended(self.record(status), result)
+
     def _publish(self, events: list[Event]) -> None:
+        records: list[EventRecord] = []
         for event in events:
             self.practice.add(event)
-            _, dropped = self.log.append(lambda seq, e=event: encode_event(seq, e), self.sent_seq)
+            seq, text, dropped = self.log.append(
+                lambda seq, e=event: encode_event(seq, e), self.sent_seq
+            )
+            if self.recorder is not None:
+                records.append(
+                    EventRecord(
+                        self.id,
+                        seq,
+                        event["stage"],
+                        event["kind"],
+                        event["sample"],
+                        event["t"],
+                        text,
+                    )
+                )
             self.counters.events_produced += 1
             if dropped:
                 self.counters.events_dropped += 1
@@ -250,6 +324,9 @@ class Session:
                     f"client is not reading fast enough: {self.counters.events_dropped} events "
                     f"dropped (event_buffer = {self.settings.event_buffer})",
                 )
+        if records:
+            assert self.recorder is not None
+            self.recorder.events(records)
         if events:
             self.wake()
 
@@ -284,6 +361,9 @@ class Session:
         }
         return Stats(
             **attrs.asdict(self.counters),
+            events_stored=self.tally.stored,
+            events_spooled=self.tally.spooled,
+            events_unsaved=self.tally.unsaved,
             latency_ms=percentiles,
             queues={
                 "audio": self.audio_out.statistics().current_buffer_used,

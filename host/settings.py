@@ -1,4 +1,5 @@
-"""Server settings: the ``[server]`` table of a config, with the limits every session obeys."""
+"""Server settings: the ``[server]`` table of a config, with the limits every session obeys and
+how their records reach storage (also used by offline runs that persist)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .stage import param
 
 @attrs.frozen
 class ServerSettings:
-    """Where to listen and the limits enforced on every connection and session."""
+    """Where to listen, the limits enforced on every connection and session, and the recorder's
+    batching, timeouts and spool."""
 
     host: str = param("127.0.0.1", doc="address to listen on")
     port: int = param(8765, doc="TCP port (0 picks a free one)", min=0, max=65535)
@@ -45,4 +47,48 @@ class ServerSettings:
     )
     audio_queue: int = param(
         256, doc="audio messages queued ahead of analysis per session", min=4, max=100000
+    )
+    spool_dir: str = param(
+        "",
+        doc="directory where records wait while the database is unavailable; empty: next to a"
+        " SQLite file (`<file>-spool`), else `legato-spool` in the working directory",
+    )
+    spool_max_bytes: int = param(
+        256 << 20,
+        doc="disk space the spool may take; beyond it new events are lost, counted and reported"
+        " (`storage_spool_full`)",
+        unit="bytes",
+        min=1 << 16,
+        max=1 << 40,
+    )
+    flush_interval_s: float = param(
+        0.25,
+        doc="longest time a record waits in memory before it is written",
+        unit="s",
+        min=0.005,
+        max=0.25,
+    )
+    flush_events: int = param(
+        5000, doc="events waiting that trigger a write before flush_interval_s", min=1, max=1000000
+    )
+    max_pending_events: int = param(
+        100_000,
+        doc="events held in memory while a write is stuck; beyond it they move to the spool",
+        min=1000,
+        max=10_000_000,
+    )
+    storage_timeout_s: float = param(
+        10.0,
+        doc="a database call taking longer counts as an outage (its batch is spooled)",
+        unit="s",
+        min=0.1,
+        max=600.0,
+    )
+    storage_retry_max_s: float = param(
+        30.0,
+        doc="longest wait between attempts to reach an unavailable database (backoff doubles"
+        " from 0.25 s)",
+        unit="s",
+        min=0.25,
+        max=3600.0,
     )

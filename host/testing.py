@@ -88,14 +88,23 @@ def split(data: np.ndarray, block_sizes: Iterable[int] | None) -> list[np.ndarra
 
 
 @asynccontextmanager
-async def running_server(config: Config | None = None, **settings: Any) -> AsyncIterator[Server]:
+async def running_server(
+    config: Config | None = None, storage_url: str | None = None, **settings: Any
+) -> AsyncIterator[Server]:
     """A real `legato serve` on an ephemeral port for the duration of the block (trio);
-    ``settings`` override ``[server]`` values. ``server_url(server)`` gives its address."""
+    ``settings`` override ``[server]`` values; with ``storage_url`` it records sessions in
+    that database (``server.recorder``). ``server_url(server)`` gives its address."""
     from .config import load_config
-    from .server import Server
+    from .server import Server, open_recorder
+    from .storage import open_storage
 
     config = config or load_config(None, registry())
-    server = Server(config, attrs.evolve(config.server, port=0, **settings))
+    server_settings = attrs.evolve(config.server, port=0, **settings)
+    recorder = None
+    if storage_url is not None:
+        storage = open_storage(storage_url, registry())
+        recorder = await open_recorder(storage, server_settings)
+    server = Server(config, server_settings, recorder)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         try:

@@ -1,3 +1,93 @@
-"""The lwrp_master stage (being written)."""
+"""lwrp_master: Loudness-War Restraint mastering. Classifies a track by its integrated loudness
+and crest factor (from its fingerprint) and masters the stream accordingly, always finishing
+with a lookahead true-peak limiter, in the C kernels ``csrc/master.c`` and ``limiter.c``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from legato import hookimpl
+from legato.stage import OutputSpec, StageType
+
+from .kernel import MasterKernel
+from .params import MasterParams, check
+from .plan import MasteringPlan, plan_mastering
+from .stage import LwrpMaster
 
 LEGATO_API_VERSION = 1
+
+__all__ = [
+    "LWRP_MASTER",
+    "LwrpMaster",
+    "MasterKernel",
+    "MasterParams",
+    "MasteringPlan",
+    "plan_mastering",
+]
+
+LWRP_MASTER = StageType(
+    name="lwrp_master",
+    doc=(
+        "Loudness-War Restraint mastering; outputs audio (same rate, channels and length as "
+        "its input, output sample n from input sample n). From the track's integrated loudness "
+        "and crest factor (params, from its fingerprint): loud (> loud_lufs) and compressed "
+        "(crest < compressed_crest_db) tracks get a transient expander restoring dynamics "
+        "(amount (compressed_crest_db - crest) / 10, from 0.1 to 1) and a small gain "
+        "reduction (-amount * expander_range_db / 2), no compression; loud dynamic tracks are "
+        "left alone; quiet tracks get makeup gain towards target_lufs, bounded by "
+        "max_makeup_db and by headroom (estimated peak at most max_limiting_db over the "
+        "ceiling); without measurements, only the limiter acts. Every class ends with a "
+        "lookahead true-peak limiter: the output's 4x-oversampled peak, as the true-peak meter "
+        "measures it, stays at or below ceiling_dbtp. Output lags input by about 2 * "
+        "lookahead_ms + 1 ms until the end of the stream returns the rest. Streaming output is "
+        "bit-identical for any split of the stream. Non-finite input samples are processed "
+        "as 0.0."
+    ),
+    params=MasterParams,
+    create=LwrpMaster,
+    outputs=(
+        OutputSpec(
+            kind="mastering",
+            doc=(
+                "Once, at sample 0: the track's class (compressed_loud, dynamic_loud, quiet, or "
+                "unknown when the measurements needed are missing: fallback is then true), the "
+                "static gain, the expander's amount (0 = off), the ceiling and the "
+                "measurements the plan used (None when unknown)."
+            ),
+            rate="variable",
+            fields={
+                "class": "compressed_loud|dynamic_loud|quiet|unknown",
+                "fallback": "bool",
+                "gain_db": "dB",
+                "expander_amount": "ratio",
+                "ceiling_dbtp": "dBTP",
+                "integrated_lufs": "LUFS",
+                "crest_db": "dB",
+            },
+        ),
+        OutputSpec(
+            kind="summary",
+            doc=(
+                "At end of stream (sample: its length): how many sample positions the limiter "
+                "turned down, its deepest gain reduction, the output's true peak as the "
+                "project's true-peak meter measures it (floored at -120), and the non-finite "
+                "input samples processed as 0.0."
+            ),
+            rate="end",
+            fields={
+                "limited_samples": "count",
+                "max_gain_reduction_db": "dB",
+                "output_true_peak_dbtp": "dBTP",
+                "nonfinite_samples": "count",
+            },
+        ),
+    ),
+    input="multichannel",
+    produces_audio=True,
+    check=check,
+)
+
+
+@hookimpl
+def register_stages(register: Callable[[StageType], None]) -> None:
+    register(LWRP_MASTER)

@@ -1,0 +1,44 @@
+/* Loudness-war restraint mastering: a static gain and an optional transient expander, then the
+ * lookahead true-peak limiter (limiter.h). The output is the input delayed by the limiter's
+ * latency; lg_master_flush returns the delayed tail, so output length equals input length. */
+#ifndef LEGATO_MASTER_H
+#define LEGATO_MASTER_H
+
+/* cffi:begin */
+typedef struct lg_master lg_master;
+
+/* 1..64 interleaved channels at sample_rate (1000..1e6 Hz). gain_db (-60..+60) is applied to
+ * every sample. expander_amount (0..1; 0 turns it off) scales the expander's gain in dB, which is
+ * amount * (short-term level - program level), clamped to +-expander_range_db (0..24); the
+ * short-term level is the mean square over the channels smoothed by two cascaded one-poles of
+ * time constant expander_fast_ms, the program level by one of expander_slow_ms (> fast).
+ * The limiter keeps the 4x-oversampled peak at or below ceiling_dbtp (-60..0), ramps down
+ * over lookahead_ms (0.1..50) and recovers with time constant release_ms (1..10000).
+ * NULL on bad params. */
+lg_master *lg_master_new(int channels, double sample_rate, double gain_db,
+                         double expander_amount, double expander_range_db,
+                         double expander_fast_ms, double expander_slow_ms, double ceiling_dbtp,
+                         double lookahead_ms, double release_ms);
+void lg_master_free(lg_master *m);
+void lg_master_reset(lg_master *m);
+
+/* Frames the output lags the input. */
+int lg_master_latency(const lg_master *m);
+
+/* Feeds n interleaved frames and writes the output frames that became ready (at most n: out
+ * must hold cap >= n frames). Non-finite input samples are processed as 0.0 and counted.
+ * Returns the frames written, -1 if cap < n, -2 on bad args, -3 after lg_master_flush. */
+int lg_master_process(lg_master *m, const float *in, int n, float *out, int cap);
+
+/* End of stream: writes the frames still held (min(frames fed, latency)), as if silence
+ * followed. Returns their count, -1 if cap is smaller, -2 on bad args; 0 if already flushed. */
+int lg_master_flush(lg_master *m, float *out, int cap);
+
+/* Output frames so far whose limiter gain was below 1; the largest gain reduction in dB (>= 0);
+ * non-finite input samples seen. */
+long long lg_master_limited(const lg_master *m);
+double lg_master_max_reduction_db(const lg_master *m);
+long long lg_master_nonfinite(const lg_master *m);
+/* cffi:end */
+
+#endif

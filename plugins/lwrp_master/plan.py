@@ -1,0 +1,71 @@
+"""The Loudness-War Restraint rule: classify a track by its integrated loudness and crest factor
+and decide the processing, before any audio is seen (the stream is mastered as it arrives)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import attrs
+
+from .params import MasterParams
+
+MasteringClass = Literal["compressed_loud", "dynamic_loud", "quiet", "unknown"]
+
+CREST_SPAN_DB = 10.0
+"""The expander's amount grows by 1 per this many dB of crest factor below the threshold: a
+brickwall-limited master at 3-6 dB of crest gets the full amount, one just under the threshold
+the minimum."""
+MIN_AMOUNT = 0.1
+MAX_AMOUNT = 1.0
+"""Amount bounds: at least a gentle 1:1.1 expansion for any compressed track, at most 1:2."""
+UNKNOWN_PEAK_DBTP = 0.0
+"""A quiet track's peak when neither its true peak nor its crest factor is known: the worst
+case, so the makeup gain cannot push it further into the limiter than the bound allows."""
+
+
+@attrs.frozen
+class MasteringPlan:
+    """What the stage will do to the whole track: its class, the static gain, the expander's
+    amount (0 = off), and whether the fallback chain was taken for want of measurements."""
+
+    cls: MasteringClass
+    gain_db: float
+    expander_amount: float
+    fallback: bool
+
+
+def _known(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def plan_mastering(params: MasterParams) -> MasteringPlan:
+    """The rule. Loud and compressed: expand (more the lower the crest) with a small gain
+    reduction; loud and dynamic: untouched; quiet: makeup gain towards the target, bounded by
+    max_makeup_db and by headroom. Without the loudness, or the crest factor of a loud track,
+    the class is unknown and only the limiter acts: with nothing measured, leaving the track
+    alone is the one choice that cannot make it worse."""
+    lufs = _known(params.integrated_lufs)
+    crest = _known(params.crest_db)
+    if lufs is None:
+        return MasteringPlan("unknown", 0.0, 0.0, fallback=True)
+    if lufs <= params.loud_lufs:
+        return MasteringPlan("quiet", makeup_db(params, lufs, crest), 0.0, fallback=False)
+    if crest is None:
+        return MasteringPlan("unknown", 0.0, 0.0, fallback=True)
+    if crest < params.compressed_crest_db:
+        amount = (params.compressed_crest_db - crest) / CREST_SPAN_DB
+        amount = min(max(amount, MIN_AMOUNT), MAX_AMOUNT)
+        gain = -amount * params.expander_range_db / 2.0
+        return MasteringPlan("compressed_loud", gain, amount, fallback=False)
+    return MasteringPlan("dynamic_loud", 0.0, 0.0, fallback=False)
+
+
+def makeup_db(params: MasterParams, lufs: float, crest: float | None) -> float:
+    """Gain towards target_lufs, never negative, at most max_makeup_db, and small enough that
+    the track's (estimated) true peak lands at most max_limiting_db above the ceiling."""
+    peak = _known(params.true_peak_dbtp)
+    if peak is None:
+        peak = lufs + crest if crest is not None else UNKNOWN_PEAK_DBTP
+    headroom = params.ceiling_dbtp + params.max_limiting_db - peak
+    return max(0.0, min(params.target_lufs - lufs, params.max_makeup_db, headroom))

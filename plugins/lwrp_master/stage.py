@@ -1,0 +1,103 @@
+"""The streaming lwrp_master stage: plans the processing from the track's measurements, runs the
+mastering kernel over the stream and meters what comes out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from legato.plugins.dynamics.meters import TruePeakMeter, frames_of
+from legato.stage import Event, StreamFormat
+
+from .kernel import MasterKernel
+from .params import MasterParams
+from .plan import MasteringPlan, plan_mastering
+
+DB_FLOOR = -120.0
+"""dB values are floored here (silence), as the dynamics stage does, to stay finite in JSON."""
+
+
+def _db(amplitude: float) -> float:
+    return 20.0 * math.log10(amplitude) if amplitude > 10.0 ** (DB_FLOOR / 20.0) else DB_FLOOR
+
+
+class LwrpMaster:
+    """One stream's mastering: an audio stage (``process_audio``/``finish_audio``), and usable
+    as an events-only stage (``process``/``finish``) where its audio is not wanted."""
+
+    def __init__(self, params: MasterParams, fmt: StreamFormat) -> None:
+        if not 8000 <= fmt.sample_rate <= 384000:
+            raise ValueError(f"mastering runs at 8000-384000 Hz, not {fmt.sample_rate}")
+        self.plan: MasteringPlan = plan_mastering(params)
+        self._params = params
+        self._channels = fmt.channels
+        self._kernel = MasterKernel(fmt.channels, fmt.sample_rate, self.plan, params)
+        self._meter = TruePeakMeter(fmt.channels)
+        self._frames = 0
+        self._announced = False
+        self._finished = False
+
+    @property
+    def latency(self) -> int:
+        """Frames the output lags the input until ``finish_audio`` returns the rest."""
+        return self._kernel.latency
+
+    def process_audio(self, block: np.ndarray) -> tuple[np.ndarray, list[Event]]:
+        if self._finished:
+            raise RuntimeError("lwrp_master: process_audio after finish_audio")
+        frames = frames_of(block, self._channels)
+        self._frames += len(frames)
+        out = self._kernel.process(frames)
+        self._meter.process(out)
+        return out, self._announce()
+
+    def finish_audio(self) -> tuple[np.ndarray, list[Event]]:
+        if self._finished:
+            raise RuntimeError("lwrp_master: finish_audio called twice")
+        self._finished = True
+        events = self._announce()
+        tail = self._kernel.flush()
+        self._meter.process(tail)
+        kernel = self._kernel
+        events.append(
+            {
+                "kind": "summary",
+                "sample": self._frames,
+                "limited_samples": kernel.limited,
+                "max_gain_reduction_db": kernel.max_reduction_db,
+                "output_true_peak_dbtp": _db(self._meter.peak),
+                "nonfinite_samples": kernel.nonfinite,
+            }
+        )
+        return tail, events
+
+    def process(self, block: np.ndarray) -> list[Event]:
+        return self.process_audio(block)[1]
+
+    def finish(self) -> list[Event]:
+        return self.finish_audio()[1]
+
+    def _announce(self) -> list[Event]:
+        """The plan, once, at sample 0."""
+        if self._announced:
+            return []
+        self._announced = True
+        plan, params = self.plan, self._params
+        return [
+            {
+                "kind": "mastering",
+                "sample": 0,
+                "class": plan.cls,
+                "fallback": plan.fallback,
+                "gain_db": plan.gain_db,
+                "expander_amount": plan.expander_amount,
+                "ceiling_dbtp": params.ceiling_dbtp,
+                "integrated_lufs": _finite(params.integrated_lufs),
+                "crest_db": _finite(params.crest_db),
+            }
+        ]
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value

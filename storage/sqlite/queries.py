@@ -1,0 +1,125 @@
+"""The analytics reads, each on a read connection (see ``Storage`` in legato.storage for the
+shapes they return)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from legato.storage import StorageError
+
+from .threads import Connection
+from .times import check_period, iso, period_start, utc_day
+
+_SESSION_COLUMNS = """s.id, u.name AS user, s.pipeline, s.source, s.piece, s.genre,
+    s.target_tempo, s.sample_rate, s.channels, s.started_at, s.ended_at, s.duration_s,
+    s.status, s.frames_processed"""
+
+_AVERAGES = (
+    "avg_pitch_accuracy",
+    "avg_timing_consistency",
+    "avg_dynamics_range_db",
+    "avg_overall_score",
+)
+
+
+def user_stats(conn: Connection, user: str, days: int, now: dt.datetime) -> dict[str, Any]:
+    """Sessions started in [now - days, now]; averages over those that have a result."""
+    row = next(
+        conn.db.query(
+            """SELECT COUNT(*) AS sessions,
+                      COUNT(CASE WHEN s.status = 'completed' THEN 1 END) AS completed,
+                      COALESCE(SUM(s.duration_s), 0.0) AS practice_s,
+                      AVG(r.pitch_accuracy) AS avg_pitch_accuracy,
+                      AVG(r.timing_consistency) AS avg_timing_consistency,
+                      AVG(r.dynamics_range_db) AS avg_dynamics_range_db,
+                      AVG(r.overall_score) AS avg_overall_score
+               FROM sessions AS s LEFT JOIN analysis_results AS r ON r.session_id = s.id
+               WHERE s.user_id = (SELECT id FROM users WHERE name = :user)
+                 AND s.started_at >= :since AND s.started_at <= :until""",
+            {"user": user, "since": iso(now - dt.timedelta(days=days)), "until": iso(now)},
+        )
+    )
+    return {
+        "user": user,
+        "days": days,
+        "sessions": row["sessions"],
+        "completed": row["completed"],
+        "practice_hours": row["practice_s"] / 3600.0,
+        **{k: row[k] for k in _AVERAGES},
+    }
+
+
+def progress(conn: Connection, user: str, period: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """Rows of ``period`` from the one holding ``since`` (UTC) on, oldest first."""
+    check_period(period)
+    first = period_start(utc_day(since), period).isoformat()
+    return list(
+        conn.db.query(
+            """SELECT p.period, p.start, p.sessions, p.practice_s, p.avg_pitch_accuracy,
+                      p.avg_timing_consistency, p.avg_dynamics_range_db, p.avg_overall_score
+               FROM progress_metrics AS p
+               WHERE p.user_id = (SELECT id FROM users WHERE name = :user)
+                 AND p.period = :period AND p.start >= :first
+               ORDER BY p.start""",
+            {"user": user, "period": period, "first": first},
+        )
+    )
+
+
+def list_sessions(conn: Connection, user: str | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first (ties by id, descending), with the result's ``overall_score`` or None."""
+    if limit < 0:
+        raise StorageError(f"limit must be 0 or more, got {limit}")
+    where = ""
+    if user is not None:
+        where = "WHERE s.user_id = (SELECT id FROM users WHERE name = :user)"
+    return list(
+        conn.db.query(
+            f"""SELECT {_SESSION_COLUMNS}, r.overall_score
+                FROM sessions AS s
+                LEFT JOIN users AS u ON u.id = s.user_id
+                LEFT JOIN analysis_results AS r ON r.session_id = s.id
+                {where}
+                ORDER BY s.started_at DESC, s.id DESC
+                LIMIT :limit""",
+            {"user": user, "limit": limit},
+        )
+    )
+
+
+def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
+    """The session, its events and its result, read from one snapshot. Each event is the
+    stored event object with ``seq`` first: what clients received in ``analysis`` messages."""
+    conn.raw.execute("BEGIN")
+    rows = list(
+        conn.db.query(
+            f"""SELECT {_SESSION_COLUMNS} FROM sessions AS s
+                LEFT JOIN users AS u ON u.id = s.user_id WHERE s.id = ?""",
+            (session_id,),
+        )
+    )
+    if not rows:
+        raise StorageError(f"no session {session_id!r}")
+    session = rows[0]
+    stored = conn.raw.execute(
+        "SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (session_id,)
+    ).fetchall()
+    session["events"] = [{"seq": seq, **json.loads(data)} for seq, data in stored]
+    result = next(
+        conn.db.query(
+            """SELECT pitch_accuracy, timing_consistency, tempo_stability, dynamics_range_db,
+                      overall_score, notes, voiced_frames, counts, feedback, engine_version,
+                      processing_time_ms, created_at
+               FROM analysis_results WHERE session_id = ?""",
+            (session_id,),
+        ),
+        None,
+    )
+    if result is not None:
+        result["counts"] = json.loads(result["counts"])
+        result["feedback"] = json.loads(result["feedback"])
+    session["analysis_result"] = result
+    conn.raw.execute("COMMIT")
+    return session

@@ -1,0 +1,202 @@
+"""Applying a ``Batch`` in one transaction on the write connection, idempotently, and keeping
+``progress_metrics`` current for the sessions it finishes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from operator import attrgetter
+
+from legato.storage import Batch, SessionRecord, StorageError
+
+from .times import PERIODS, iso, midnight, period_end, period_start
+
+# A replayed start record ("active") must not reopen a session that already finished: the
+# terminal status and its end figures stay. Otherwise the later record wins, and optional
+# descriptions are filled in when the later record has them.
+_REOPENS = "(excluded.status = 'active' AND sessions.status <> 'active')"
+_UPSERT_SESSION = f"""
+INSERT INTO sessions (id, user_id, pipeline, source, piece, genre, target_tempo, sample_rate,
+                      channels, started_at, ended_at, duration_s, status, frames_processed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    user_id = COALESCE(excluded.user_id, sessions.user_id),
+    piece = COALESCE(excluded.piece, sessions.piece),
+    genre = COALESCE(excluded.genre, sessions.genre),
+    target_tempo = COALESCE(excluded.target_tempo, sessions.target_tempo),
+    status = CASE WHEN {_REOPENS} THEN sessions.status ELSE excluded.status END,
+    ended_at = CASE WHEN {_REOPENS} THEN sessions.ended_at ELSE excluded.ended_at END,
+    duration_s = CASE WHEN {_REOPENS} THEN sessions.duration_s ELSE excluded.duration_s END,
+    frames_processed = CASE WHEN {_REOPENS} THEN sessions.frames_processed
+                            ELSE excluded.frames_processed END
+"""
+
+_UPSERT_PERFORMANCE = """
+INSERT INTO performances (id, session_id, sample_rate, channels, duration_s, recorded_at)
+SELECT id, id, sample_rate, channels, duration_s, started_at FROM sessions WHERE id = ?
+ON CONFLICT (id) DO UPDATE SET duration_s = excluded.duration_s
+"""
+
+_INSERT_EVENT = """
+INSERT INTO events (session_id, seq, stage, kind, sample, t, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+_event_row = attrgetter("session_id", "seq", "stage", "kind", "sample", "t", "data")
+
+_RESULT_COLUMNS = (
+    "pitch_accuracy",
+    "timing_consistency",
+    "tempo_stability",
+    "dynamics_range_db",
+    "overall_score",
+    "notes",
+    "voiced_frames",
+    "counts",
+    "feedback",
+    "engine_version",
+    "processing_time_ms",
+)
+_UPSERT_RESULT = f"""
+INSERT INTO analysis_results (performance_id, session_id, {", ".join(_RESULT_COLUMNS)},
+                              created_at)
+VALUES (?, ?, {", ".join("?" for _ in _RESULT_COLUMNS)}, ?)
+ON CONFLICT (performance_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in _RESULT_COLUMNS)},
+    created_at = excluded.created_at
+"""
+_result_values = attrgetter(*_RESULT_COLUMNS)
+
+_RECOMPUTE_PROGRESS = """
+INSERT INTO progress_metrics (user_id, period, start, sessions, practice_s, avg_pitch_accuracy,
+                              avg_timing_consistency, avg_dynamics_range_db, avg_overall_score,
+                              updated_at)
+SELECT :user_id, :period, :start, COUNT(*), COALESCE(SUM(s.duration_s), 0.0),
+       AVG(r.pitch_accuracy), AVG(r.timing_consistency), AVG(r.dynamics_range_db),
+       AVG(r.overall_score), :now
+FROM sessions AS s LEFT JOIN analysis_results AS r ON r.session_id = s.id
+WHERE s.user_id = :user_id AND s.started_at >= :lo AND s.started_at < :hi
+  AND s.status <> 'active'
+ON CONFLICT (user_id, period, start) DO UPDATE SET
+    sessions = excluded.sessions,
+    practice_s = excluded.practice_s,
+    avg_pitch_accuracy = excluded.avg_pitch_accuracy,
+    avg_timing_consistency = excluded.avg_timing_consistency,
+    avg_dynamics_range_db = excluded.avg_dynamics_range_db,
+    avg_overall_score = excluded.avg_overall_score,
+    updated_at = excluded.updated_at
+"""
+
+
+def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
+    """Apply ``batch`` in one ``BEGIN IMMEDIATE`` transaction: sessions upserted (users created
+    on first sight), events inserted unless already stored, results upserted, then the
+    progress rows of every finished session the batch touched recomputed."""
+    now = iso(dt.datetime.now(dt.UTC))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if batch.sessions:
+            _upsert_sessions(conn, batch.sessions, now)
+        if batch.events:
+            conn.executemany(_INSERT_EVENT, map(_event_row, batch.events))
+        if batch.results:
+            conn.executemany(
+                _UPSERT_RESULT,
+                [
+                    (r.session_id, r.session_id, *_result_values(r), iso(r.created_at))
+                    for r in batch.results
+                ],
+            )
+        _recompute_progress(conn, batch, now)
+        conn.execute("COMMIT")
+    except sqlite3.IntegrityError as exc:
+        conn.execute("ROLLBACK")
+        raise _integrity_error(conn, batch, exc) from None
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _upsert_sessions(
+    conn: sqlite3.Connection, sessions: tuple[SessionRecord, ...], now: str
+) -> None:
+    names = sorted({s.user for s in sessions if s.user is not None})
+    user_ids: dict[str, int] = {}
+    if names:
+        conn.executemany(
+            "INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            [(name, now) for name in names],
+        )
+        marks = ", ".join("?" for _ in names)
+        user_ids = dict(conn.execute(f"SELECT name, id FROM users WHERE name IN ({marks})", names))
+    conn.executemany(
+        _UPSERT_SESSION,
+        [
+            (
+                s.id,
+                user_ids.get(s.user) if s.user is not None else None,
+                s.pipeline,
+                s.source,
+                s.piece,
+                s.genre,
+                s.target_tempo,
+                s.sample_rate,
+                s.channels,
+                iso(s.started_at),
+                iso(s.ended_at) if s.ended_at is not None else None,
+                s.duration_s,
+                s.status,
+                s.frames_processed,
+            )
+            for s in sessions
+        ],
+    )
+    conn.executemany(_UPSERT_PERFORMANCE, [(s.id,) for s in sessions])
+
+
+def _recompute_progress(conn: sqlite3.Connection, batch: Batch, now: str) -> None:
+    touched = {s.id for s in batch.sessions if s.status != "active"}
+    touched.update(r.session_id for r in batch.results)
+    periods: set[tuple[int, str, dt.date]] = set()
+    for session_id in touched:
+        row = conn.execute(
+            "SELECT user_id, started_at, status FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None or row[0] is None or row[2] == "active":
+            continue
+        day = dt.date.fromisoformat(row[1][:10])
+        periods.update((row[0], p, period_start(day, p)) for p in PERIODS)
+    conn.executemany(
+        _RECOMPUTE_PROGRESS,
+        [
+            {
+                "user_id": user_id,
+                "period": period,
+                "start": start.isoformat(),
+                "lo": midnight(start),
+                "hi": midnight(period_end(start, period)),
+                "now": now,
+            }
+            for user_id, period, start in sorted(periods)
+        ],
+    )
+
+
+def _integrity_error(
+    conn: sqlite3.Connection, batch: Batch, exc: sqlite3.IntegrityError
+) -> StorageError:
+    """Name the sessions a rejected batch refers to without writing them, when that is why."""
+    referenced = {e.session_id for e in batch.events} | {r.session_id for r in batch.results}
+    referenced -= {s.id for s in batch.sessions}
+    missing = sorted(
+        sid
+        for sid in referenced
+        if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone() is None
+    )
+    if missing:
+        shown = ", ".join(repr(s) for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        return StorageError(
+            f"batch rejected: it has events or results of sessions never written ({shown});"
+            " write each session's record before its events"
+        )
+    return StorageError(f"batch rejected: {exc}")
