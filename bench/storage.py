@@ -219,7 +219,7 @@ async def recorder_rate(url: str, events: Events, total: int, scratch: Path) -> 
     await recorder.start()
     async with trio.open_nursery() as nursery:
         await nursery.start(recorder.run)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for session_id in records:
             recorder.session_started(session_row(session_id, "rec", NOW, "active"))
         for start in range(0, per, 500):
@@ -228,11 +228,13 @@ async def recorder_rate(url: str, events: Events, total: int, scratch: Path) -> 
             await recorder.wait_room()
         await recorder.close(60.0)
         elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu
     totals = recorder.totals
     return {
         "events": per * sessions,
         "seconds": elapsed,
         "events_per_s": per * sessions / elapsed,
+        "cpu_us_per_event": cpu / (per * sessions) * 1e6,
         "stored": totals.stored,
         "spooled": totals.spooled,
         "unsaved": totals.unsaved,
@@ -320,18 +322,19 @@ async def analytics(
 # ---- live load ----------------------------------------------------------------------------
 
 
-def live(sessions: int, seconds: float, scratch: Path) -> Section:
-    """bench/load.py's paced clients against `legato serve --db sqlite:///...`; then whether
-    storage kept up: every event the clients received is in the database, the spool empty."""
-    db = scratch / "live" / "legato.db"
-    db.parent.mkdir()
-    url = f"sqlite:///{db}"
+NO_STORAGE = (
+    "import sys, attrs, trio; from legato.config import load_config; "
+    "from legato.registry import load_registry; from legato.server import serve; "
+    "config = load_config(None, load_registry()); "
+    "trio.run(serve, config, attrs.evolve(config.server, port=int(sys.argv[1])))"
+)
+"""The same server without storage (`legato serve` always records), for the baseline."""
+
+
+def paced(command: Callable[[int], list[str]], sessions: int, seconds: float) -> tuple:
+    """One warm-up session, then ``sessions`` paced ones, against a fresh server process."""
     serve = load.legato_command
-
-    def with_db(port: int) -> list[str]:
-        return [*serve(port), "--db", url]
-
-    load.legato_command = with_db
+    load.legato_command = command
     try:
         server_core, pinning = load.pin_cores()
         frames = load.make_frames(min(load.SIGNAL_SECONDS, max(seconds, 3.0)))
@@ -340,6 +343,34 @@ def live(sessions: int, seconds: float, scratch: Path) -> Section:
             run = trio.run(load.drive, "legato", pid, port, sessions, seconds, frames)
     finally:
         load.legato_command = serve
+    return warm, run, pinning
+
+
+def summary(run: Section) -> Section:
+    return {
+        "latency_ms": run["latency_ms"],
+        "kept_real_time": run["kept_real_time"],
+        "failures": run["failures"],
+        "frames_dropped": run.get("frames_dropped"),
+        "server_cpu_percent": run["server"]["cpu_percent"],
+        "server_rss_peak_mb": run["server"]["rss_peak_mb"],
+        "cores_busy_percent": run["cores_busy_percent"],
+    }
+
+
+def live(sessions: int, seconds: float, scratch: Path) -> Section:
+    """bench/load.py's paced clients against `legato serve --db sqlite:///...` and, as the
+    baseline, the same server without storage; then whether storage kept up: every event the
+    clients received is in the database, the spool empty."""
+    db = scratch / "live" / "legato.db"
+    db.parent.mkdir()
+    url = f"sqlite:///{db}"
+    serve = load.legato_command
+    warm, run, pinning = paced(lambda port: [*serve(port), "--db", url], sessions, seconds)
+    log("live: the same without storage")
+    _, baseline, _ = paced(
+        lambda port: [sys.executable, "-c", NO_STORAGE, str(port)], sessions, seconds
+    )
 
     async def stored() -> tuple[int, int]:
         async with connected(url) as storage:
@@ -356,12 +387,8 @@ def live(sessions: int, seconds: float, scratch: Path) -> Section:
         "pinning": pinning,
         "sessions": sessions,
         "seconds": seconds,
-        "latency_ms": run["latency_ms"],
-        "kept_real_time": run["kept_real_time"],
-        "failures": run["failures"],
-        "frames_dropped": run.get("frames_dropped"),
-        "server_cpu_percent": run["server"]["cpu_percent"],
-        "server_rss_peak_mb": run["server"]["rss_peak_mb"],
+        **summary(run),
+        "without_storage": summary(baseline),
         "sessions_stored": count,
         "events_produced": produced,
         "events_dropped": dropped,

@@ -10,6 +10,7 @@ duplicates anything.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -170,7 +171,10 @@ class StorageType:
 
 
 def scheme_of(url: str) -> str:
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:
+        raise StorageError(f"malformed database URL: {exc}") from None
     if not scheme:
         raise StorageError(
             f"database URL {url!r} has no scheme: use sqlite:///path/to/file.db or "
@@ -180,11 +184,15 @@ def scheme_of(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL without its password, for messages and logs (also for malformed URLs)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    netloc = parts.netloc.replace(f":{password}@", ":***@")
     return parts._replace(netloc=netloc).geturl()
 
 

@@ -220,7 +220,7 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch, *, direct: bool = 
     )
     if finished:
         for row in await conn.fetch(_FINISHED_USERS, finished):
-            pass
+            await conn.execute(_LOCK_USER, row["user_id"])
         await conn.execute(_RECOMPUTE_PROGRESS, finished)
 
 

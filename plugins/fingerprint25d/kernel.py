@@ -1,0 +1,69 @@
+"""Python face of the fingerprint kernel (``csrc/fingerprint.c``): feed interleaved float32
+frames, read the 25 values at any time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from legato.kernels import lib, owned, view
+
+MAX_CALL_FRAMES = 1 << 20
+"""Frames per kernel call, so any block length fits the kernel's int count."""
+
+
+class FingerprintKernel:
+    """One stream's fingerprint state. Not thread-safe; one stream per instance."""
+
+    def __init__(self, sample_rate: int, channels: int) -> None:
+        if not 1 <= channels <= 6:
+            raise ValueError(
+                f"fingerprint25d takes 1-6 channels (the BS.1770 layouts), not {channels}"
+            )
+        if not 8000 <= sample_rate <= 384000:
+            raise ValueError(f"fingerprint25d takes 8000-384000 Hz, not {sample_rate}")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self._state: Any = owned(
+            lib.lg_fp_new(sample_rate, channels),
+            lib.lg_fp_free,
+            f"fingerprint at {sample_rate} Hz, {channels} channels",
+        )
+        self._out = np.zeros(lib.lg_fp_dimensions())
+        self._out_ptr = view(self._out, "double")
+
+    def process(self, frames: np.ndarray) -> None:
+        """Feed (n, channels) frames (1-D arrays count as mono)."""
+        data = np.ascontiguousarray(frames, dtype=np.float32)
+        if data.ndim == 1:
+            data = data.reshape(-1, 1)
+        if data.ndim != 2 or data.shape[1] != self.channels:
+            raise ValueError(f"expected frames of shape (n, {self.channels}), got {frames.shape}")
+        for start in range(0, len(data), MAX_CALL_FRAMES):
+            part = data[start : start + MAX_CALL_FRAMES]
+            if lib.lg_fp_process(self._state, view(part, "float"), len(part)) != len(part):
+                raise RuntimeError("lg_fp_process failed")
+
+    def result(self) -> tuple[float, ...]:
+        """The 25 values for the frames fed so far, as if the stream ended here."""
+        if lib.lg_fp_result(self._state, self._out_ptr) != 0:
+            raise RuntimeError("lg_fp_result failed")
+        return tuple(self._out.tolist())
+
+    def reset(self) -> None:
+        lib.lg_fp_reset(self._state)
+
+    @property
+    def frames(self) -> int:
+        return int(lib.lg_fp_frames(self._state))
+
+    @property
+    def nonfinite(self) -> int:
+        """Non-finite input samples so far; each was read as 0.0."""
+        return int(lib.lg_fp_nonfinite(self._state))
+
+    @property
+    def onsets(self) -> int:
+        return int(lib.lg_fp_onsets(self._state))
+
