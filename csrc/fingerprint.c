@@ -16,7 +16,6 @@
 #include "fingerprint.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,6 +302,7 @@ lg_fp *lg_fp_new(int sample_rate, int channels)
     s->wm = (int)lround(0.4 * sample_rate);
     s->report_cap = CHUNK / s->block + 2;
     s->meter = lg_loudness_new(sample_rate, channels, s->block);
+    /* the detector's own peak picking is unused: its envelope is read through lg_onsets_flux */
     double hop_ms = 1000.0 * s->ohop / sample_rate;
     int pick_max = (int)lround(PICK_MAX_MS / hop_ms), pick_avg = (int)lround(PICK_AVG_MS / hop_ms);
     s->onsets = lg_onsets_new(sample_rate, s->owin, s->ohop, ONSET_BPO, ONSET_FMIN, ONSET_FMAX,

@@ -11,10 +11,11 @@
  * integer arithmetic: no drift over long streams, and the same result for any split of the
  * stream. Frame j requires q_j = floor(ln(min(1, ceiling / p_j))). h_i = min q_j over j in
  * [i - LM_SIDE, i + LM_SIDE + A - 1] (A = the ramp length; kept as a sliding maximum of the
- * peaks), e_i = min(h_i, e_{i-1} relaxed towards 0 by the release factor), and the applied log
- * gain f is e smoothed by two running means of lengths L1 and L2 (L1 + L2 - 1 = A), rounded
- * down: each step down becomes an S-shaped ramp of A frames that ends LM_SIDE frames before
- * the peak. Every value entering the means for frame m is at most q_k for every k within
+ * peaks), e_i = min(h_i, e_{i-1} relaxed towards 0 by the release factor, and set to 0 once
+ * within LM_SNAP_DB of it so that the gain returns exactly to 1), and the applied log gain f
+ * is e smoothed by two running means of lengths L1 and L2 (L1 + L2 - 1 = A), rounded down:
+ * each step down becomes an S-shaped ramp of A frames that ends LM_SIDE frames before the
+ * peak. Every value entering the means for frame m is at most q_k for every k within
  * LM_SIDE of m, so g_m = exp(f_m) <= ceiling / p_k there: the sample and points after frame m,
  * which depend on the frames [m - LM_SIDE + 1, m + LM_SIDE], would each be at most the ceiling
  * if the gain were constant over those frames. A stage's output lags its input by
@@ -53,6 +54,7 @@
 #define LM_TABLE 1024
 #define LM_ROUNDING_DB 0.001 /* the trim stage's ceiling is this far below the caller's */
 #define LM_TRIM_DB 0.05      /* and the main stage's this far below the trim stage's */
+#define LM_SNAP_DB 0.01      /* a release this close to 0 dB ends there */
 
 typedef struct {
     double ceiling;
@@ -87,6 +89,7 @@ struct lg_limiter {
     int ring;    /* frames per ring (a power of two): a chunk is written ahead of the frames
                   * leaving, latency frames older */
     double release;
+    int64_t snap;
     double cs[LM_SIDE], cd[LM_SIDE], c2[LM_SIDE];
     double exp_lo[LM_TABLE], exp_mid[LM_TABLE]; /* exp(-k 2^-30), exp(-k 2^-20) */
     lm_stage main, trim;
@@ -223,6 +226,7 @@ lg_limiter *lg_limiter_new(int channels, double sample_rate, double ceiling, dou
     lim->window = 2 * LM_SIDE + ramp;
     lim->latency = 2 * LM_SIDE + ramp - 1;
     lim->release = exp(-1.0 / (release_ms * 1e-3 * sample_rate));
+    lim->snap = (int64_t)(LM_SNAP_DB * log(10.0) / 20.0 * LM_UNIT_PER_NEPER);
     const double gain = design(lim);
     lim->trim.ceiling = ceiling * pow(10.0, -LM_ROUNDING_DB / 20.0);
     lim->trim.quiet = ceiling / gain;
@@ -421,6 +425,7 @@ static inline int64_t gain_step(const lg_limiter *lim, lm_stage *st, double peak
     int64_t e = st->e;
     if (e < 0) {
         int64_t relaxed = (int64_t)((double)e * lim->release);
+        relaxed = relaxed > -lim->snap ? 0 : relaxed;
         e = st->h < relaxed ? st->h : relaxed;
     } else {
         e = st->h;

@@ -1,12 +1,14 @@
-/* Mastering chain: non-finite samples to 0, static gain and transient expander per frame, then
+/* Mastering chain: non-finite samples to 0, static gain and downward expander per frame, then
  * the lookahead true-peak limiter. Everything runs frame by frame in a fixed order from state
  * kept here, so the output does not depend on how the stream is split into blocks.
  *
  * The expander compares a short-term level (what a transient or a decay does) with the program
- * level (the running loudness) and moves the gain with their difference: up on attacks, down in
- * the decays and gaps between them. Its gain in dB is a non-decreasing function of the
- * short-term level, so it only ever widens level differences (expansion, never compression).
- * Levels are mean squares over the channels, linked so the stereo image does not move.
+ * level (the running loudness) and turns the gain down where the short-term level falls below
+ * it: in the decays and gaps between attacks, which limiting and compression had raised. Its
+ * gain in dB is a non-decreasing function of the short-term level, so it only widens level
+ * differences (expansion, never compression), and it never turns anything up, so it never
+ * pushes a peak into the limiter. Levels are mean squares over the channels, linked so the
+ * stereo image does not move.
  */
 #include "master.h"
 
@@ -25,7 +27,7 @@ struct lg_master {
     int channels;
     double gain;         /* static, linear */
     double amount;       /* expander exponent on the power ratio: amount / 2 */
-    double ratio_lo, ratio_hi; /* power-ratio clamp giving +-range dB */
+    double ratio_lo;     /* power-ratio floor giving -depth dB */
     double fast, slow;   /* one-pole coefficients */
     double f1, f2, s1;   /* envelope states: two fast stages, one slow */
     double from, to;     /* expander gain glide of the current control period */
@@ -64,14 +66,14 @@ void lg_master_free(lg_master *m)
 }
 
 lg_master *lg_master_new(int channels, double sample_rate, double gain_db,
-                         double expander_amount, double expander_range_db,
+                         double expander_amount, double expander_depth_db,
                          double expander_fast_ms, double expander_slow_ms, double ceiling_dbtp,
                          double lookahead_ms, double release_ms)
 {
     if (channels < 1 || channels > MS_MAX_CHANNELS || !(sample_rate >= 1000.0) ||
         !(sample_rate <= 1e6) || !(gain_db >= -60.0) || !(gain_db <= 60.0) ||
-        !(expander_amount >= 0.0) || !(expander_amount <= 1.0) || !(expander_range_db >= 0.0) ||
-        !(expander_range_db <= 24.0) || !(expander_fast_ms > 0.0) ||
+        !(expander_amount >= 0.0) || !(expander_amount <= 1.0) || !(expander_depth_db >= 0.0) ||
+        !(expander_depth_db <= 24.0) || !(expander_fast_ms > 0.0) ||
         !(expander_slow_ms > expander_fast_ms) || !(expander_slow_ms <= 60000.0) ||
         !(ceiling_dbtp >= -60.0) || !(ceiling_dbtp <= 0.0) || !(lookahead_ms >= 0.1) ||
         !(lookahead_ms <= 50.0) || !(release_ms >= 1.0) || !(release_ms <= 10000.0))
@@ -82,9 +84,8 @@ lg_master *lg_master_new(int channels, double sample_rate, double gain_db,
     m->channels = channels;
     m->gain = pow(10.0, gain_db / 20.0);
     m->amount = expander_amount * 0.5;
-    m->ratio_hi = expander_amount > 0.0 ? pow(10.0, expander_range_db / (10.0 * expander_amount))
+    m->ratio_lo = expander_amount > 0.0 ? pow(10.0, -expander_depth_db / (10.0 * expander_amount))
                                         : 1.0;
-    m->ratio_lo = 1.0 / m->ratio_hi;
     m->fast = pole(expander_fast_ms, sample_rate);
     m->slow = pole(expander_slow_ms, sample_rate);
     m->lim = lg_limiter_new(channels, sample_rate, pow(10.0, ceiling_dbtp / 20.0),
@@ -117,7 +118,7 @@ static inline double expander_gain(lg_master *m, double p)
     m->frames_pre++;
     if (phase == 0) {
         double ratio = (m->f2 + MS_LEVEL_FLOOR) / (m->s1 + MS_LEVEL_FLOOR);
-        ratio = ratio < m->ratio_lo ? m->ratio_lo : ratio > m->ratio_hi ? m->ratio_hi : ratio;
+        ratio = ratio < m->ratio_lo ? m->ratio_lo : ratio > 1.0 ? 1.0 : ratio;
         m->from = m->to;
         m->to = m->gain * exp(m->amount * log(ratio));
     }

@@ -1,4 +1,4 @@
-/* Loudness-war restraint mastering: a static gain and an optional transient expander, then the
+/* Loudness-war restraint mastering: a static gain and an optional downward expander, then the
  * lookahead true-peak limiter (limiter.h). The output is the input delayed by the limiter's
  * latency; lg_master_flush returns the delayed tail, so output length equals input length. */
 #ifndef LEGATO_MASTER_H
@@ -8,15 +8,15 @@
 typedef struct lg_master lg_master;
 
 /* 1..64 interleaved channels at sample_rate (1000..1e6 Hz). gain_db (-60..+60) is applied to
- * every sample. expander_amount (0..1; 0 turns it off) scales the expander's gain in dB, which is
- * amount * (short-term level - program level), clamped to +-expander_range_db (0..24); the
- * short-term level is the mean square over the channels smoothed by two cascaded one-poles of
- * time constant expander_fast_ms, the program level by one of expander_slow_ms (> fast).
- * The limiter keeps the 4x-oversampled peak at or below ceiling_dbtp (-60..0), ramps down
- * over lookahead_ms (0.1..50) and recovers with time constant release_ms (1..10000).
- * NULL on bad params. */
+ * every sample. The expander's gain in dB is expander_amount (0..1; 0 turns it off) times how far
+ * the short-term level is below the program level, at most expander_depth_db (0..24) down and
+ * never up; the short-term level is the mean square over the channels smoothed by two cascaded
+ * one-poles of time constant expander_fast_ms, the program level by one of expander_slow_ms
+ * (> fast). The limiter keeps the 4x-oversampled peak at or below ceiling_dbtp (-60..0)
+ * (limiting to 0.05 dB under it), ramps down over lookahead_ms (0.1..50, at least 1.5 frames)
+ * and recovers with time constant release_ms (1..10000). NULL on bad params. */
 lg_master *lg_master_new(int channels, double sample_rate, double gain_db,
-                         double expander_amount, double expander_range_db,
+                         double expander_amount, double expander_depth_db,
                          double expander_fast_ms, double expander_slow_ms, double ceiling_dbtp,
                          double lookahead_ms, double release_ms);
 void lg_master_free(lg_master *m);

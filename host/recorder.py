@@ -12,7 +12,10 @@ the spool, oldest first, and direct writes resume once it is empty. Memory is bo
 ``max_pending_events`` pile up while a write is stuck, they are moved to the spool (after the
 stuck batch, to keep the order). When the spool is full too, a batch's events cannot be kept:
 they are counted per session (``Tally.unsaved``) and the session is told
-(``storage_spool_full``); its session and result rows stay in memory and are retried.
+(``storage_spool_full``); its session and result rows stay in memory and are retried. A
+batch the database refuses for another reason (a fault, not an outage) is never retried: it is
+kept aside in the spool directory (``rejected-*.jsonl``) and its events are counted and
+reported the same way (``storage_failed``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class RecorderSettings:
     spool_dir: Path
     spool_max_bytes: int = 256 << 20
     flush_interval_s: float = 0.25
-    flush_events: int = 5000
+    flush_events: int = 1000
     max_pending_events: int = 100_000
     timeout_s: float = 10.0
     retry_max_s: float = 30.0
@@ -143,6 +146,7 @@ class Recorder:
         self._backoff = RETRY_FIRST_S
         self._outage: str | None = None
         self._spool_lock = trio.Lock()
+        self._spool_problem = ""
 
     # ---- hand-over (never blocks) -------------------------------------------------------
 
@@ -460,10 +464,13 @@ class Recorder:
 
     async def _append(self, batch_id: int, batch: Batch) -> bool:
         try:
-            return await self._on_spool(self.spool.append, batch, batch_id)
+            if await self._on_spool(self.spool.append, batch, batch_id):
+                return True
+            self._spool_problem = f"the spool ({self.settings.spool_max_bytes} bytes) is full"
         except OSError as exc:
             log.error("spool %s: cannot write: %s", self.spool.directory, exc)
-            return False
+            self._spool_problem = f"the spool cannot be written ({exc.strerror or exc})"
+        return False
 
     async def _to_spool(self, batch_id: int, batch: Batch) -> None:
         if await self._append(batch_id, batch):
@@ -528,12 +535,9 @@ class Recorder:
         self.totals.spooled += len(batch.events)
 
     def _lose(self, batch: Batch) -> None:
-        """The spool is full: the events are lost (counted, and each session told); the
-        session and result rows go back to memory to be tried again."""
-        why = (
-            f"the database is unavailable and the spool ({self.settings.spool_max_bytes} "
-            "bytes) is full"
-        )
+        """The spool cannot take a batch: its events are lost (counted, and each session
+        told); its session and result rows go back to memory to be tried again."""
+        why = f"the database is unavailable and {self._spool_problem}"
         self._count_lost(batch, ErrorCode.STORAGE_SPOOL_FULL, why, spooled=False)
         self._sessions[:0] = batch.sessions
         self._results[:0] = batch.results
@@ -608,6 +612,17 @@ def scores(practice: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def result_record(
     session_id: str, summary: dict[str, Any], processing_time_ms: float
 ) -> ResultRecord:
@@ -617,16 +632,16 @@ def result_record(
     scored = scores(practice)
     return ResultRecord(
         session_id=session_id,
-        pitch_accuracy=practice.get("pitch_accuracy"),
-        timing_consistency=practice.get("timing_consistency"),
-        tempo_stability=scored["tempo_stability"],
-        dynamics_range_db=practice.get("dynamics_range_db"),
-        overall_score=scored["overall_score"],
+        pitch_accuracy=_finite(practice.get("pitch_accuracy")),
+        timing_consistency=_finite(practice.get("timing_consistency")),
+        tempo_stability=_finite(scored["tempo_stability"]),
+        dynamics_range_db=_finite(practice.get("dynamics_range_db")),
+        overall_score=_finite(scored["overall_score"]),
         notes=int(counts.get("notes", 0)),
         voiced_frames=int(counts.get("voiced_frames", 0)),
         counts=json.dumps(counts, separators=(",", ":")),
         feedback=json.dumps(
-            {"practice": practice, "stages": summary.get("stages", {})},
+            _finite({"practice": practice, "stages": summary.get("stages", {})}),
             allow_nan=False,
             separators=(",", ":"),
         ),

@@ -7,6 +7,7 @@ and are handed to the recorder (when the server keeps history) from the analysis
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from .recorder import Recorder, Tally, result_record, utc
 from .settings import ServerSettings
 from .stage import Event, StreamFormat
 from .storage import EventRecord, SessionRecord, SessionStatus
+
+log = logging.getLogger("legato.session")
 
 END = None  # sentinel on the audio queue: no more audio
 
@@ -292,8 +295,12 @@ class Session:
             return
         self._end_recorded = True
         status = FINAL_STATUS.get(self.state, "failed")
-        summary = self.summary or self._summary()
-        result = result_record(self.id, summary, self.processing_s * 1000.0)
+        try:
+            summary = self.summary or self._summary()
+            result = result_record(self.id, summary, self.processing_s * 1000.0)
+        except Exception:  # a summary that cannot be stored must not take the server down
+            log.exception("session %s: its analysis result cannot be stored", self.id)
+            result = None
         self.recorder.session_ended(self.record(status), result)
 
     def _publish(self, events: list[Event]) -> None:

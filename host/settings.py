@@ -69,7 +69,12 @@ class ServerSettings:
         max=0.25,
     )
     flush_events: int = param(
-        5000, doc="events waiting that trigger a write before flush_interval_s", min=1, max=1000000
+        1000,
+        doc="events waiting that trigger a write before flush_interval_s: small writes keep the"
+        " database thread's bursts short next to the audio path; a write that lags takes all"
+        " that waits, so batches grow under load",
+        min=1,
+        max=1000000,
     )
     max_pending_events: int = param(
         100_000,

@@ -16,12 +16,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 import soundfile as sf
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from legato.protocol import CLIENT_MESSAGES, ERROR_CODES, Stats
+from legato.settings import ServerSettings
 from legato.storage import Storage, open_storage
 from legato.testing import registry, running_server, server_url
 
@@ -385,6 +388,16 @@ async def test_postgres_restart_mid_session_loses_and_duplicates_nothing(
     assert found["analysis_result"] is not None
 
 
+# ---- the documentation ---------------------------------------------------------------------
+
+
+def test_protocol_doc_names_every_code_message_and_setting() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    names = [*ERROR_CODES, *CLIENT_MESSAGES, *(f.name for f in attrs.fields(ServerSettings))]
+    names += [f.name for f in attrs.fields(Stats)]
+    assert [n for n in names if f"`{n}`" not in text] == []
+
+
 # ---- the benchmark's smoke test -----------------------------------------------------------
 
 
@@ -422,5 +435,7 @@ def test_storage_benchmark_quick_run(tmp_path: Path) -> None:
     live = report["live"]
     assert live["sessions_stored"] == live["sessions"] + 1  # and the warm-up session
     assert live["events_stored"] == live["events_produced"] > 0 and live["storage_kept_up"]
+    assert live["sessions_with_every_event_once"] == live["sessions_stored"]
+    assert live["statuses"] == {"completed": live["sessions_stored"]}
     assert report["elapsed_s"] < 30
     assert list(tmp_path.iterdir()) == [], "nothing left behind in the working directory"

@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 import trio
 
-from legato.recorder import Recorder, RecorderSettings, Tally, default_spool_dir, scores
+from legato.recorder import (
+    Recorder,
+    RecorderSettings,
+    Tally,
+    default_spool_dir,
+    result_record,
+    scores,
+)
 from legato.spool import Spool, decode_batch, encode_batch
 from legato.storage import Batch, EventRecord, SessionRecord, Storage, open_storage
 from legato.testing import registry
@@ -398,3 +405,15 @@ def test_scores_follow_their_documented_definitions() -> None:
     assert untargeted["overall_score"] == pytest.approx((0.8 + 0.9) / 2)
     assert scores({"tempo_deviation_pct": 250.0})["tempo_stability"] == 0.0
     assert scores({}) == {"tempo_stability": None, "overall_score": None}
+
+
+def test_result_record_replaces_non_finite_numbers() -> None:
+    summary = {
+        "practice": {"pitch_accuracy": float("nan"), "counts": {"notes": 3, "voiced_frames": 9}},
+        "stages": {"dynamics": {"integrated_lufs": float("-inf"), "true_peak_dbtp": -1.5}},
+    }
+    result = result_record("s1", summary, 12.5)
+    assert result.pitch_accuracy is None and result.notes == 3 and result.voiced_frames == 9
+    feedback = json.loads(result.feedback)  # strict JSON: no NaN or Infinity
+    assert feedback["stages"]["dynamics"] == {"integrated_lufs": None, "true_peak_dbtp": -1.5}
+    assert json.loads(result.counts) == {"notes": 3, "voiced_frames": 9}

@@ -158,7 +158,7 @@ DIMENSIONS: Final = (
         "The highest local maximum, at lags of 1-20 ms (periods of 50-1000 Hz), of the "
         "frame's autocorrelation (content below fs/4, DC removed, even lags) normalised at lag "
         "0 and divided by the Hann window's own (Boersma 1993), clamped to 0..1: a periodic "
-        "frame near 1, noise near 0.2; " + _SPECTRAL_FRAMES,
+        "frame near 1, white noise about 0.2; " + _SPECTRAL_FRAMES,
     ),
     Dimension(
         "pitch_stability",
@@ -167,7 +167,7 @@ DIMENSIONS: Final = (
         "0..1",
         "Mean over pairs of consecutive spectral frames with energy of the Pearson correlation "
         "of their chroma vectors, floored at 0: held notes and chords near 1, changing harmony "
-        "lower, noise about 0.4 (the frames overlap by half). 0 without such pairs.",
+        "lower, white noise about 0.4 (the frames overlap by half). 0 without such pairs.",
     ),
     Dimension(
         "chroma_energy",
@@ -228,10 +228,17 @@ DIMENSIONS: Final = (
 NAMES: Final = tuple(ffi.string(lib.lg_fp_name(i)).decode() for i in range(lib.lg_fp_dimensions()))
 """The kernel's dimension names in output order (the same as ``DIMENSIONS``; a test checks)."""
 
-GROUPS: Final = {
-    group: tuple(d.name for d in DIMENSIONS if d.group == group)
-    for group in ("frequency", "dynamics", "temporal", "spectral", "harmonic", "variation", "stereo")
-}
+GROUP_NAMES: Final = (
+    "frequency",
+    "dynamics",
+    "temporal",
+    "spectral",
+    "harmonic",
+    "variation",
+    "stereo",
+)
+GROUPS: Final = {g: tuple(d.name for d in DIMENSIONS if d.group == g) for g in GROUP_NAMES}
+"""Dimension names by group, in output order."""
 
 
 def describe() -> str:

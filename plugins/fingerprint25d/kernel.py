@@ -66,4 +66,3 @@ class FingerprintKernel:
     @property
     def onsets(self) -> int:
         return int(lib.lg_fp_onsets(self._state))
-

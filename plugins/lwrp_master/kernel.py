@@ -28,7 +28,7 @@ class MasterKernel:
                 float(sample_rate),
                 plan.gain_db,
                 plan.expander_amount,
-                params.expander_range_db,
+                params.expander_depth_db,
                 params.expander_fast_ms,
                 params.expander_slow_ms,
                 params.ceiling_dbtp,

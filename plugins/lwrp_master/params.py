@@ -27,8 +27,8 @@ class MasterParams:
         doc=(
             "The whole track's crest factor, 20 log10(sample peak / RMS), from its fingerprint. "
             "Needed to tell compressed from dynamic loud tracks (unset for a loud track: "
-            "fallback chain); for a quiet track it estimates the peak as integrated_lufs + "
-            "crest_db when true_peak_dbtp is unset."
+            "fallback chain); with true_peak_dbtp unset, integrated_lufs + crest_db estimates "
+            "the track's peak for the static gain."
         ),
         unit="dB",
         min=0.0,
@@ -37,8 +37,8 @@ class MasterParams:
     true_peak_dbtp: float | None = param(
         None,
         doc=(
-            "The track's true peak, if known: bounds the makeup gain of a quiet track exactly "
-            "instead of through the crest-factor estimate (which counts silences in the RMS and "
+            "The track's true peak, if known: sets the static gain from the peak itself instead "
+            "of the estimate integrated_lufs + crest_db (which counts silences in the RMS and "
             "so errs high, on the safe side). Unset with crest_db unset too, a quiet track's "
             "peak is taken as 0 dBTP."
         ),
@@ -91,6 +91,19 @@ class MasterParams:
         min=0.0,
         max=24.0,
     )
+    max_reduction_db: float = param(
+        3.0,
+        doc=(
+            "Most a compressed loud track is turned down: its static gain brings its "
+            "(estimated) peak to the ceiling, so the peaks the expander leaves in place pass "
+            "the limiter instead of being compressed by it, and the few dB between a "
+            "loudness-war master's peaks and the ceiling are all it takes; the loudness itself "
+            "is left to playback normalisation."
+        ),
+        unit="dB",
+        min=0.0,
+        max=12.0,
+    )
     max_limiting_db: float = param(
         2.0,
         doc=(
@@ -138,12 +151,13 @@ class MasterParams:
         min=10.0,
         max=2000.0,
     )
-    expander_range_db: float = param(
+    expander_depth_db: float = param(
         6.0,
         doc=(
-            "Most the expander moves the gain up or down (compressed_loud only). A brickwall "
-            "limiter typically takes 3-6 dB off transients; the static gain of the class is "
-            "-amount * range / 2, so restored transients mostly fit under the ceiling."
+            "Most the expander turns a passage down (compressed_loud only): its gain is amount "
+            "times how far the short-term level falls below the program level, never up. 6 dB "
+            "restores the drop after an attack that a limiter's 3-6 dB of gain reduction "
+            "filled in, without gating the quiet passages of the track."
         ),
         unit="dB",
         min=0.0,

@@ -40,32 +40,43 @@ def _known(value: float | None) -> float | None:
 
 
 def plan_mastering(params: MasterParams) -> MasteringPlan:
-    """The rule. Loud and compressed: expand (more the lower the crest) with a small gain
-    reduction; loud and dynamic: untouched; quiet: makeup gain towards the target, bounded by
-    max_makeup_db and by headroom. Without the loudness, or the crest factor of a loud track,
-    the class is unknown and only the limiter acts: with nothing measured, leaving the track
-    alone is the one choice that cannot make it worse."""
+    """The rule. Loud and compressed: downward expansion (more the lower the crest) and a small
+    gain reduction bringing the peak to the ceiling; loud and dynamic: untouched; quiet: makeup
+    gain towards the target, bounded by max_makeup_db and by headroom. Without the loudness,
+    or the crest factor of a loud track, the class is unknown and only the limiter acts: with
+    nothing measured, leaving the track alone is the one choice that cannot make it worse."""
     lufs = _known(params.integrated_lufs)
     crest = _known(params.crest_db)
     if lufs is None:
         return MasteringPlan("unknown", 0.0, 0.0, fallback=True)
     if lufs <= params.loud_lufs:
-        return MasteringPlan("quiet", makeup_db(params, lufs, crest), 0.0, fallback=False)
+        return MasteringPlan("quiet", makeup_db(params), 0.0, fallback=False)
     if crest is None:
         return MasteringPlan("unknown", 0.0, 0.0, fallback=True)
     if crest < params.compressed_crest_db:
         amount = (params.compressed_crest_db - crest) / CREST_SPAN_DB
         amount = min(max(amount, MIN_AMOUNT), MAX_AMOUNT)
-        gain = -amount * params.expander_range_db / 2.0
+        gain = max(-params.max_reduction_db, min(0.0, params.ceiling_dbtp - peak_dbtp(params)))
         return MasteringPlan("compressed_loud", gain, amount, fallback=False)
     return MasteringPlan("dynamic_loud", 0.0, 0.0, fallback=False)
 
 
-def makeup_db(params: MasterParams, lufs: float, crest: float | None) -> float:
-    """Gain towards target_lufs, never negative, at most max_makeup_db, and small enough that
-    the track's (estimated) true peak lands at most max_limiting_db above the ceiling."""
+def peak_dbtp(params: MasterParams) -> float:
+    """The track's true peak, or its estimate: integrated loudness + crest factor (the sample
+    peak over the RMS, with the loudness standing in for the RMS), or the worst case."""
     peak = _known(params.true_peak_dbtp)
-    if peak is None:
-        peak = lufs + crest if crest is not None else UNKNOWN_PEAK_DBTP
-    headroom = params.ceiling_dbtp + params.max_limiting_db - peak
+    if peak is not None:
+        return peak
+    lufs, crest = _known(params.integrated_lufs), _known(params.crest_db)
+    return lufs + crest if lufs is not None and crest is not None else UNKNOWN_PEAK_DBTP
+
+
+def makeup_db(params: MasterParams) -> float:
+    """Gain towards target_lufs for a quiet track (integrated_lufs known), never negative, at
+    most max_makeup_db, and small enough that the track's (estimated) true peak lands at most
+    max_limiting_db above the ceiling."""
+    lufs = _known(params.integrated_lufs)
+    if lufs is None:
+        raise ValueError("makeup gain needs the integrated loudness")
+    headroom = params.ceiling_dbtp + params.max_limiting_db - peak_dbtp(params)
     return max(0.0, min(params.target_lufs - lufs, params.max_makeup_db, headroom))
