@@ -4,6 +4,7 @@ ranges and choices, unknown names with a suggestion, then the stage type's own c
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,12 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 def _type_error(expected: Any, value: Any) -> str | None:
     """Strict TOML-ish type check for scalar params (no silent 2048.5 -> 2048, no bool as int)."""
     origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        options = [t for t in typing.get_args(expected) if t is not type(None)]
+        if value is None and len(options) < len(typing.get_args(expected)):
+            return None
+        problems = [_type_error(t, value) for t in options]
+        return None if any(p is None for p in problems) else problems[0]
     if origin is typing.Literal:
         options = typing.get_args(expected)
         if value not in options:
@@ -52,6 +59,13 @@ def _type_error(expected: Any, value: Any) -> str | None:
     if not ok:
         return f"must be {_TYPE_NAMES[expected]}, got {type(value).__name__} {value!r}"
     return None
+
+
+def _wants_float(expected: Any, value: Any) -> bool:
+    """An integer given where a (possibly optional) float is declared becomes a float."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return expected is float or float in typing.get_args(expected)
 
 
 def _range_error(meta: Mapping[str, Any], value: Any) -> str | None:
@@ -91,7 +105,7 @@ def structure(cls: type, raw: Mapping[str, Any], owner: str) -> Any:
             errors.append(ParamError(key, problem))
     if errors:
         raise ParamsInvalid(errors)
-    values = {k: (float(v) if fields[k].type is float else v) for k, v in raw.items()}
+    values = {k: (float(v) if _wants_float(fields[k].type, v) else v) for k, v in raw.items()}
     try:
         return _converter.structure(values, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
