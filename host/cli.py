@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import HOST_API_VERSION, __version__
+from .audio import AudioFile
 from .config import Config, ConfigError, Pipeline, load_config
 from .dbcli import add_db_commands
 from .errors import LegatoError
@@ -52,6 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, registry)
     pipeline = config.pipeline(args.pipeline)
     recorded = args.db is not None or args.user is not None or args.piece is not None
+    if recorded:
+        AudioFile(args.input).close()  # a bad input fails before any database is touched
 
     def analyse(sink: Callable[[Event], None]) -> RunResult:
         if not recorded:
@@ -168,6 +171,20 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from . import fingerprint_cmd
+    from .storage import Storage, open_storage
+
+    def storage() -> Storage:
+        registry = _registry()
+        if args.db is not None and args.config is None:
+            return open_storage(args.db, registry)
+        config = load_config(args.config, registry).storage
+        return open_storage(args.db or config.url, registry, config.params)
+
+    return fingerprint_cmd.run(args, storage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="legato", description="A plugin-based, real-time audio engine host."
@@ -229,6 +246,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="send at the file's real-time rate")
     p.add_argument("--summary", metavar="FILE", help="write the summary JSON here, not stderr")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser(
+        "fingerprint",
+        help="fingerprint audio files and folders into the database and .25d sidecars",
+        description="Fingerprint audio files, and folders recursively, in parallel; files whose"
+        " fingerprint is already in the database or a valid .25d sidecar are skipped, so an"
+        " interrupted run resumes. Progress and a per-tier summary go to stderr. Exits 1 if some"
+        " file could not be fingerprinted (each is named on stderr).",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio file or folder")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database for the fingerprints (default: [storage] url, else sqlite:///legato.db)",
+    )
+    p.add_argument("--config", help="TOML config whose [storage] table to use")
+    p.add_argument("--json", action="store_true", help="print one JSON line per file on stdout")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per available core)",
+    )
+    p.add_argument(
+        "--no-sidecar",
+        action="store_true",
+        help="neither read nor write .25d sidecar files next to the audio",
+    )
+    p.set_defaults(func=cmd_fingerprint)
     add_db_commands(sub)
     return parser
 

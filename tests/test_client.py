@@ -457,12 +457,25 @@ def legato(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[str]:
-    """`legato serve` as a subprocess on a free port; yields its URL."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`legato serve` as a subprocess on a free port, recording into a temporary database;
+    yields its URL."""
     port = _free_port()
+    home = tmp_path_factory.mktemp("serve")
+    log = (home / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "legato.cli", "serve", "--port", str(port)],
-        stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "legato.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{home / 'legato.db'}",
+        ],
+        stderr=log,
+        cwd=home,
     )
     try:
         deadline = time.monotonic() + 20
@@ -471,13 +484,14 @@ def served() -> Iterator[str]:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert proc.poll() is None, proc.stderr and proc.stderr.read().decode()
+                assert proc.poll() is None, (home / "serve.log").read_text()
                 assert time.monotonic() < deadline, "legato serve did not start listening"
                 time.sleep(0.05)
         yield url_of(port)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        log.close()
 
 
 def test_stream_prints_what_run_prints(served: str, audio_dir: Path, tmp_path: Path) -> None:
