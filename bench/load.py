@@ -553,7 +553,11 @@ def collect(
         "latency_ms": percentiles(latencies),
         "achieved_frames_per_s": confirmed / span if confirmed else 0.0,
         "nominal_frames_per_s": sessions * count / scheduled if scheduled else None,
-        "server": {"cpu_percent": 100.0 * marks["cpu"] / wall, "rss_peak_mb": peak_rss},
+        "server": {
+            "cpu_percent": 100.0 * marks["cpu"] / wall,
+            "cpu_us_per_frame": 1e6 * marks["cpu"] / sent if sent else None,
+            "rss_peak_mb": peak_rss,
+        },
         "load_generator": {
             "cpu_percent": 100.0 * marks["own"] / wall,
             "send_lag_ms": percentiles(lags),

@@ -332,20 +332,19 @@ NO_STORAGE = (
 
 
 def paced(
-    command: Callable[[int], list[str]], sessions: int, seconds: float
-) -> tuple[Section, Section]:
+    command: Callable[[int], list[str]], sessions: int, seconds: float, server_core: int | None
+) -> Section:
     """One warm-up session, then ``sessions`` paced ones, against a fresh server process."""
     serve = load.legato_command
     load.legato_command = command
     try:
-        server_core, pinning = load.pin_cores()
         frames = load.make_frames(min(load.SIGNAL_SECONDS, max(seconds, 3.0)))
         with load.serving("legato", server_core) as (pid, port):
             trio.run(load.drive, "legato", pid, port, 1, 0.3, frames)
             run = trio.run(load.drive, "legato", pid, port, sessions, seconds, frames)
     finally:
         load.legato_command = serve
-    return run, pinning
+    return run
 
 
 def summary(run: Section) -> Section:
@@ -368,11 +367,11 @@ def live(sessions: int, seconds: float, scratch: Path) -> Section:
     db.parent.mkdir()
     url = f"sqlite:///{db}"
     serve = load.legato_command
-    run, pinning = paced(lambda port: [*serve(port), "--db", url], sessions, seconds)
+    server_core, pinning = load.pin_cores()
+    run = paced(lambda port: [*serve(port), "--db", url], sessions, seconds, server_core)
     log("live: the same without storage")
-    baseline, _ = paced(
-        lambda port: [sys.executable, "-c", NO_STORAGE, str(port)], sessions, seconds
-    )
+    bare = [sys.executable, "-c", NO_STORAGE]
+    baseline = paced(lambda port: [*bare, str(port)], sessions, seconds, server_core)
 
     async def stored() -> list[Section]:
         async with connected(url) as storage:

@@ -10,6 +10,7 @@ duplicates anything.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
@@ -101,6 +102,39 @@ class Batch:
         return len(self.sessions) + len(self.events) + len(self.results)
 
 
+FINGERPRINT_VALUES = 25
+"""Values per fingerprint vector (the schema's CHECK on ``fingerprints.vector``)."""
+
+
+@attrs.frozen
+class FingerprintRecord:
+    """A track's fingerprint, keyed by the file's identity (``path`` as the caller resolved it,
+    ``size`` in bytes, ``mtime_ns``) and the algorithm ``version``: a file whose size or mtime
+    changed is another track row, so a stale vector is never found. ``duration_s``,
+    ``sample_rate`` and ``channels`` describe the audio. A read returns what is stored;
+    ``problem`` says whether it can be trusted."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    version: int
+    values: tuple[float, ...] = attrs.field(converter=tuple)
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+    def problem(self) -> str | None:
+        """Why these values cannot be used (None when they are 25 finite numbers)."""
+        if len(self.values) != FINGERPRINT_VALUES:
+            return f"{len(self.values)} values, expected {FINGERPRINT_VALUES}"
+        for value in self.values:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"value {value!r} is not a number"
+            if not math.isfinite(value):
+                return f"value {value!r} is not finite"
+        return None
+
+
 # ---- the backend protocol ---------------------------------------------------------------
 
 
@@ -142,6 +176,16 @@ class Storage(Protocol):
         """The session's columns, ``"events"`` (the event objects in seq order) and
         ``"analysis_result"`` (a dict, or None). ``StorageError`` if there is no such
         session."""
+
+    async def get_fingerprint(
+        self, path: str, size: int, mtime_ns: int, version: int
+    ) -> FingerprintRecord | None:
+        """The fingerprint stored for exactly this file identity and algorithm version, as
+        stored (check ``problem()`` before use), or None."""
+
+    async def put_fingerprint(self, record: FingerprintRecord) -> None:
+        """Store a fingerprint (upsert: the track row by identity, the vector by track and
+        version, replacing a bad one). ``StorageError`` when ``record.problem()``."""
 
     async def close(self) -> None: ...
 

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
-from legato.storage import Batch, Period, StorageError, redact
+from legato.storage import Batch, FingerprintRecord, Period, StorageError, redact
 
-from . import migrations, queries
+from . import fingerprints, migrations, queries
 from .bridge import AsyncioBridge, BridgeClosed
 from .dsn import Target, parse
 from .errors import RETRY_IN_TRANSACTION, translate
@@ -118,6 +118,14 @@ class PostgresStorage:
 
     async def get_session(self, session_id: str) -> dict[str, Any]:
         return await self._with_conn(queries.get_session, session_id)
+
+    async def get_fingerprint(
+        self, path: str, size: int, mtime_ns: int, version: int
+    ) -> FingerprintRecord | None:
+        return await self._with_conn(fingerprints.get_fingerprint, path, size, mtime_ns, version)
+
+    async def put_fingerprint(self, record: FingerprintRecord) -> None:
+        await self._with_conn(fingerprints.put_fingerprint, record)
 
     # ---- plumbing -----------------------------------------------------------------------
 

@@ -10,9 +10,16 @@ from typing import Any, TypeVar
 
 import trio
 
-from legato.storage import Batch, Period, StorageError, StorageUnavailable, redact
+from legato.storage import (
+    Batch,
+    FingerprintRecord,
+    Period,
+    StorageError,
+    StorageUnavailable,
+    redact,
+)
 
-from . import queries
+from . import fingerprints, queries
 from .errors import translate
 from .params import SQLiteParams, database_path
 from .schema import apply_migrations, schema_version
@@ -166,6 +173,21 @@ class SQLiteStorage:
     async def get_session(self, session_id: str) -> dict[str, Any]:
         return await self._read(
             lambda conn: queries.get_session(conn, session_id), "reading a session"
+        )
+
+    async def get_fingerprint(
+        self, path: str, size: int, mtime_ns: int, version: int
+    ) -> FingerprintRecord | None:
+        return await self._read(
+            lambda conn: fingerprints.get_fingerprint(conn, path, size, mtime_ns, version),
+            "reading a fingerprint",
+        )
+
+    async def put_fingerprint(self, record: FingerprintRecord) -> None:
+        await self._write(
+            lambda conn: fingerprints.put_fingerprint(conn.raw, record),
+            "writing a fingerprint",
+            self.params.timeout_s,
         )
 
     async def close(self) -> None:
