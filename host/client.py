@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import trio
@@ -35,6 +35,7 @@ from trio_websocket import (
 
 from .audio import BLOCK_FRAMES, AudioFile
 from .errors import LegatoError
+from .groups import raise_single
 from .protocol import PROTOCOL_VERSION, SAMPLE_FORMATS, CloseCode, ErrorCode
 
 log = logging.getLogger("legato.client")
@@ -568,27 +569,7 @@ async def connect(
                 await session._close()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        _raise_single(group)
-
-
-def _raise_single(group: BaseExceptionGroup) -> NoReturn:
-    """Re-raise a group holding one exception (possibly several times) as that exception, its
-    context intact."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        elif all(exc is not seen for seen in leaves):  # a failure re-raised to the caller too
-            leaves.append(exc)
-    if len(leaves) != 1:
-        raise group
-    leaf, context = leaves[0], leaves[0].__context__
-    try:
-        raise leaf
-    finally:
-        leaf.__context__ = context
+        raise_single(group)
 
 
 def _describe(exc: BaseException) -> str:

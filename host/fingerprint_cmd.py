@@ -34,7 +34,8 @@ import trio
 from legato.plugins.fingerprint25d import ALGORITHM_VERSION, NAMES
 
 from .errors import LegatoError
-from .fingerprints import FingerprintCache, generate, open_fingerprint_cache, raise_single
+from .fingerprints import FingerprintCache, generate, open_fingerprint_cache
+from .groups import raise_single
 from .storage import FingerprintRecord, Storage
 
 Outcome = Literal["database", "sidecar", "generated", "failed"]

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Literal
 
 import attrs
 import trio
@@ -40,6 +40,7 @@ from legato.plugins.fingerprint25d import (
 
 from .audio import AudioFile
 from .errors import LegatoError
+from .groups import raise_single
 from .sidecar import SidecarInvalid, read_sidecar, write_sidecar
 from .storage import FingerprintRecord, Storage, StorageError
 
@@ -313,23 +314,3 @@ async def open_fingerprint_cache(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise_single(group)
-
-
-def raise_single(group: BaseExceptionGroup) -> NoReturn:
-    """Re-raise a nursery's group holding one exception as that exception (context intact),
-    so callers catch what was raised inside (``KeyboardInterrupt``, ``LegatoError``...)."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        elif all(exc is not seen for seen in leaves):
-            leaves.append(exc)
-    if len(leaves) != 1:
-        raise group
-    leaf, context = leaves[0], leaves[0].__context__
-    try:
-        raise leaf
-    finally:
-        leaf.__context__ = context
