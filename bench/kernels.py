@@ -30,14 +30,13 @@ from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from common import Section, cpu_model  # noqa: E402
 from signals import Music, music, truth_f0  # noqa: E402
 
 from legato.config import ConfigError, load_config  # noqa: E402
 from legato.graph import Graph  # noqa: E402
 from legato.stage import Event, StageType, StreamFormat  # noqa: E402
 from legato.testing import make_stage, registry, split, stage_input  # noqa: E402
-
-Section = dict[str, Any]
 
 INSTALL_HINT = "pip install '.[bench]'"
 PITCH = {"window": 2048, "hop": 512}
@@ -495,17 +494,8 @@ def bench_analyze(sig: Music, repeats: int) -> Section:
 
 
 def machine(repeats: int) -> Section:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                cpu,
-            )
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(platform.processor()),
         "cores_used": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -25,12 +24,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
-from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+import common
 import numpy as np
 import trio
+from common import Section
 from signals import music
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
@@ -64,8 +64,6 @@ ANALYSIS = '{"type":"analysis"'
 SIGNAL_SECONDS = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CORES = list(range(os.cpu_count() or 1))
-
-Section = dict[str, Any]
 
 
 def log(message: str) -> None:
@@ -826,22 +824,8 @@ def renice(niceness: int) -> int | str:
 
 
 def machine(pinning: Section) -> Section:
-    model = "unknown"
-    with suppress(OSError), open("/proc/cpuinfo") as f:
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model
-        )
-    versions = {}
-    for name in ("legato", "trio", "trio-websocket", "wsproto", "numpy"):
-        with suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "versions": versions,
-        "pinning": pinning,
+    return common.machine(("legato", "trio", "trio-websocket", "wsproto", "numpy")) | {
+        "pinning": pinning
     }
 
 
@@ -885,16 +869,6 @@ def throughput(legato: Section, echo: Section) -> Section:
             else None,
         }
     return out
-
-
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3) if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [rounded(v) for v in value]
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -991,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["targets_met"] = targets_met(report)
     report["elapsed_s"] = time.monotonic() - began
-    print(json.dumps(rounded(report), indent=2))
+    print(json.dumps(common.rounded(report), indent=2))
     return 0
 
 

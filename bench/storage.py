@@ -15,15 +15,12 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
-import platform
 import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
-from importlib import metadata
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +30,9 @@ import trio
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import common  # noqa: E402
 import load  # noqa: E402
+from common import Section  # noqa: E402
 from signals import music  # noqa: E402
 
 from legato import __version__  # noqa: E402
@@ -62,8 +61,6 @@ TARGETS = {
     "live_p99_ms": 25.0,
 }
 USERS = 100
-
-Section = dict[str, Any]
 
 
 def log(message: str) -> None:
@@ -415,36 +412,11 @@ def live(sessions: int, seconds: float, scratch: Path) -> Section:
 
 
 def machine() -> Section:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = {}
-    for name in ("legato", "sqlite-utils", "asyncpg", "trio"):
-        with suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
     import sqlite3
 
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "versions": versions,
+    return common.machine(("legato", "sqlite-utils", "asyncpg", "trio")) | {
+        "sqlite": sqlite3.sqlite_version
     }
-
-
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3) if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [rounded(v) for v in value]
-    return value
 
 
 def targets_met(report: Section) -> dict[str, bool | None]:
@@ -547,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     report["targets"] = TARGETS
     report["targets_met"] = targets_met(report)
     report["elapsed_s"] = time.monotonic() - began
-    print(json.dumps(rounded(report), indent=2))
+    print(json.dumps(common.rounded(report), indent=2))
     return 0
 
 

@@ -3,7 +3,7 @@
  *
  * Detection. For every frame j a stage finds the peak p_j: the largest absolute value, over
  * the channels, of the sample x_j and of the three points interpolated at j + 1/4, 2/4, 3/4 by
- * the true-peak meter's filter (truepeak.c: Kaiser-windowed sinc, beta 6, LM_SIDE input
+ * the true-peak meter's filter (interp4.h: Kaiser-windowed sinc, beta 6, LM_SIDE input
  * samples a side, each phase normalised to unit gain at DC; designed here in double). Frames
  * before the stream are silence, as for the meter, so the points just before it count too.
  *
@@ -44,10 +44,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LM_SIDE 12
+#include "interp4.h"
+
+#define LM_SIDE LG_INTERP4_SIDE
 #define LM_TAPS (2 * LM_SIDE)
-#define LM_PHASES 4
-#define LM_BETA 6.0
 #define LM_MAX_CHANNELS 64
 #define LM_UNIT_PER_NEPER 1073741824.0 /* 2^30 */
 #define LM_CHUNK 256
@@ -99,46 +99,10 @@ struct lg_limiter {
     int64_t lowest;
 };
 
-static const double LM_PI = 3.14159265358979323846;
-
-static double bessel_i0(double x)
-{
-    double sum = 1.0, term = 1.0, q = x * x / 4.0;
-    for (int k = 1; k < 200 && term > 1e-17 * sum; k++) {
-        term *= q / ((double)k * (double)k);
-        sum += term;
-    }
-    return sum;
-}
-
-/* The meter's interpolator (truepeak.c), in double; returns a bound on its absolute gain. */
+/* The meter's interpolator in double; returns a bound on its absolute gain. */
 static double design(lg_limiter *lim)
 {
-    const double half = (double)(LM_PHASES * LM_SIDE);
-    double h[LM_PHASES][LM_TAPS];
-    double gain = 1.0;
-    for (int p = 1; p < LM_PHASES; p++) {
-        double sum = 0.0, abs_sum = 0.0;
-        for (int k = 0; k < LM_TAPS; k++) {
-            double m = (double)((LM_SIDE - 1 - k) * LM_PHASES + p);
-            double u = m / half;
-            double t = LM_PI * m / LM_PHASES;
-            double w = bessel_i0(LM_BETA * sqrt(1.0 - u * u)) / bessel_i0(LM_BETA);
-            h[p][k] = sin(t) / t * w;
-            sum += h[p][k];
-        }
-        for (int k = 0; k < LM_TAPS; k++) {
-            h[p][k] /= sum;
-            abs_sum += fabs(h[p][k]);
-        }
-        gain = abs_sum > gain ? abs_sum : gain;
-    }
-    for (int k = 0; k < LM_SIDE; k++) {
-        lim->cs[k] = h[1][k] + h[1][LM_TAPS - 1 - k];
-        lim->cd[k] = h[1][k] - h[1][LM_TAPS - 1 - k];
-        lim->c2[k] = h[2][k];
-    }
-    return gain * (1.0 + 1e-9);
+    return lg_interp4_design(lim->cs, lim->cd, lim->c2) * (1.0 + 1e-9);
 }
 
 static void stage_reset(const lg_limiter *lim, lm_stage *st)

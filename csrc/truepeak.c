@@ -1,12 +1,13 @@
 /* True peak by 4x polyphase interpolation.
  *
- * The interpolator is a Kaiser-windowed sinc (beta 6) cut off at the input Nyquist frequency,
- * spanning TP_SIDE input samples either side of each interpolated point. Its zeros fall on the
- * input samples, so phase 0 is the input itself (the true peak is never below the sample peak)
- * and only the three fractional phases are filtered, each normalised to unit gain at DC. With 12
- * samples a side it stays within 0.01 dB of ideal interpolation up to 0.4 fs (19.2 kHz at 48 kHz)
- * and rejects the images by about 60 dB: ample for the EBU tolerance (+0.2 / -0.4 dB), while the
- * 4x grid itself can under-read a sine by up to 20 log10(cos(pi f / 4 fs)) (-0.17 dB at fs / 4).
+ * The interpolator (interp4.h) is a Kaiser-windowed sinc (beta 6) cut off at the input Nyquist
+ * frequency, spanning TP_SIDE input samples either side of each interpolated point. Its zeros
+ * fall on the input samples, so phase 0 is the input itself (the true peak is never below the
+ * sample peak) and only the three fractional phases are filtered, each normalised to unit gain
+ * at DC. With 12 samples a side it stays within 0.01 dB of ideal interpolation up to 0.4 fs
+ * (19.2 kHz at 48 kHz) and rejects the images by about 60 dB: ample for the EBU tolerance
+ * (+0.2 / -0.4 dB), while the 4x grid itself can under-read a sine by up to
+ * 20 log10(cos(pi f / 4 fs)) (-0.17 dB at fs / 4).
  *
  * The filter runs in float: the 24-bit mantissa is far below the meter's resolution, and it lets
  * groups of output points vectorise. Every point is computed by the same operations in the same
@@ -19,22 +20,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TP_L 4
-#define TP_SIDE 12
+#include "interp4.h"
+
+#define TP_SIDE LG_INTERP4_SIDE
 #define TP_TAPS (2 * TP_SIDE)
 #define TP_HIST (TP_TAPS - 1)
 #define TP_CHUNK 256
 #define TP_GROUP 8
 #define TP_STRIDE (TP_HIST + TP_CHUNK + TP_GROUP)
-#define TP_BETA 6.0
 #define TP_MAX_CHANNELS 64
 
 struct lg_truepeak {
     int channels;
-    /* Phases 3 and 1 are mirror images and phase 2 is symmetric, so with u = x[a] + x[b] and
-     * v = x[a] - x[b] over mirrored tap pairs: phase 2 = sum c2 u, phase 1 + phase 3 = sum cs u
-     * and phase 1 - phase 3 = sum cd v, whence max(|phase 1|, |phase 3|) = (|sum| + |diff|) / 2. */
-    float cs[TP_SIDE], cd[TP_SIDE], c2[TP_SIDE];
+    float cs[TP_SIDE], cd[TP_SIDE], c2[TP_SIDE]; /* the taps' mirrored halves (interp4.h) */
     float gain;   /* bound on |interpolated| / max |input| over its span, rounding included */
     float *hist;  /* per channel, the last TP_HIST samples, oldest first */
     float *xb;    /* per channel, TP_STRIDE work samples: history, new samples, zeros */
@@ -42,45 +40,15 @@ struct lg_truepeak {
     long long nonfinite;
 };
 
-static const double LG_PI = 3.14159265358979323846;
-
-/* Modified Bessel function of the first kind, order 0 (power series; converges fast here). */
-static double bessel_i0(double x)
-{
-    double sum = 1.0, term = 1.0, q = x * x / 4.0;
-    for (int k = 1; k < 200 && term > 1e-17 * sum; k++) {
-        term *= q / ((double)k * (double)k);
-        sum += term;
-    }
-    return sum;
-}
-
+/* The interpolator's taps rounded to float; the gain bound widened to cover that rounding. */
 static void design(lg_truepeak *tp)
 {
-    const double half = (double)(TP_L * TP_SIDE);
-    double h[TP_L][TP_TAPS];
-    double gain = 1.0;
-    for (int p = 1; p < TP_L; p++) {
-        double sum = 0.0, abs_sum = 0.0;
-        for (int k = 0; k < TP_TAPS; k++) {
-            /* h[p][k] weighs x[j - TP_SIDE + 1 + k] for the point j + p / 4 */
-            double m = (double)((TP_SIDE - 1 - k) * TP_L + p);
-            double u = m / half;
-            double t = LG_PI * m / TP_L;
-            double w = bessel_i0(TP_BETA * sqrt(1.0 - u * u)) / bessel_i0(TP_BETA);
-            h[p][k] = sin(t) / t * w;
-            sum += h[p][k];
-        }
-        for (int k = 0; k < TP_TAPS; k++) {
-            h[p][k] /= sum;
-            abs_sum += fabs(h[p][k]);
-        }
-        gain = abs_sum > gain ? abs_sum : gain;
-    }
+    double cs[TP_SIDE], cd[TP_SIDE], c2[TP_SIDE];
+    double gain = lg_interp4_design(cs, cd, c2);
     for (int k = 0; k < TP_SIDE; k++) {
-        tp->cs[k] = (float)(h[1][k] + h[1][TP_TAPS - 1 - k]);
-        tp->cd[k] = (float)(h[1][k] - h[1][TP_TAPS - 1 - k]);
-        tp->c2[k] = (float)h[2][k];
+        tp->cs[k] = (float)cs[k];
+        tp->cd[k] = (float)cd[k];
+        tp->c2[k] = (float)c2[k];
     }
     tp->gain = (float)(gain * (1.0 + 1e-4));
 }

@@ -21,35 +21,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from live import RATE, drain, phrase, receive
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from legato.protocol import CLIENT_MESSAGES, ERROR_CODES, Stats
 from legato.settings import ServerSettings
 from legato.storage import Storage, open_storage
 from legato.testing import registry, running_server, server_url
 
-RATE = 44100
 BLOCK = 4096
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect"]
-
-
-def phrase(seconds: float = 2.0, f0: float = 220.0, seed: int = 0) -> np.ndarray:
-    """Plucked harmonic notes every 0.4 s, mono float32."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    out = np.zeros_like(t)
-    for k, start in enumerate(np.arange(0.1, seconds - 0.2, 0.4)):
-        tau = t[t >= start] - start
-        f = f0 * 2 ** (k % 5 / 12)
-        note = sum(np.sin(2 * np.pi * f * h * tau) / h for h in range(1, 5))
-        out[t >= start] += 0.3 * note * np.exp(-4 * tau)
-    return (out + 1e-4 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-async def receive(ws: WebSocketConnection) -> dict[str, Any]:
-    with trio.fail_after(10):
-        return json.loads(await ws.get_message())
 
 
 async def start(ws: WebSocketConnection, **fields: Any) -> str:
@@ -69,25 +51,6 @@ async def until(ws: WebSocketConnection, kind: str, events: list[dict]) -> dict[
     return message
 
 
-async def drain(ws: WebSocketConnection) -> tuple[list[dict], list[dict], dict | None]:
-    """Read until the server closes: events (with seq), other messages, the summary."""
-    events: list[dict] = []
-    others: list[dict] = []
-    summary = None
-    with trio.fail_after(30):
-        while True:
-            try:
-                message = json.loads(await ws.get_message())
-            except ConnectionClosed:
-                return events, others, summary
-            if message["type"] == "analysis":
-                events.extend(message["events"])
-            elif message["type"] == "summary":
-                summary = message
-            else:
-                others.append(message)
-
-
 async def session(url: str, audio: np.ndarray, **fields: Any) -> tuple[list[dict], dict]:
     """One whole session: its events as received, and its summary."""
     async with open_websocket_url(url) as ws:
@@ -95,7 +58,7 @@ async def session(url: str, audio: np.ndarray, **fields: Any) -> tuple[list[dict
         for i in range(0, len(audio), BLOCK):
             await ws.send_message(audio[i : i + BLOCK].tobytes())
         await ws.send_message('{"type": "end"}')
-        events, others, summary = await drain(ws)
+        events, others, summary = await drain(ws, timeout_s=30.0)
     assert summary is not None and others == [], others
     return events, summary
 
@@ -137,7 +100,7 @@ async def test_live_session_is_recorded_with_every_event_exactly_once(tmp_path: 
         events: list[dict] = []
         stats = await until(ws, "stats", events)
         await ws.send_message('{"type": "end"}')
-        rest, others, summary = await drain(ws)
+        rest, others, summary = await drain(ws, timeout_s=30.0)
         events += rest
     assert stats["type"] == "stats" and stats["samples_analysed"] == len(audio)
     assert stats["events_stored"] == stats["events_produced"] > 0
@@ -367,7 +330,7 @@ async def test_postgres_restart_mid_session_loses_and_duplicates_nothing(
                     await ws.send_message(block.tobytes())
                     await trio.sleep(BLOCK / RATE / 4)  # four times real time
                 await ws.send_message('{"type": "end"}')
-                rest, others, summary = await drain(ws)
+                rest, others, summary = await drain(ws, timeout_s=30.0)
                 events += rest
             recorder = server.recorder
             assert recorder is not None

@@ -25,6 +25,7 @@ import asyncpg
 import attrs
 import pytest
 import trio
+from records import pitch_events, session_record
 
 from legato.storage import (
     Batch,
@@ -112,46 +113,11 @@ async def _opened(url: str, params: PostgresParams = FAST) -> PostgresStorage:
 
 
 def _session(session_id: str, status: str = "active", user: str | None = "ana") -> SessionRecord:
-    return SessionRecord(
-        id=session_id,
-        pipeline="analyze",
-        source="live",
-        sample_rate=44100,
-        channels=1,
-        started_at=NOW,
-        status=status,  # type: ignore[arg-type]
-        user=user,
-        ended_at=None if status == "active" else NOW + dt.timedelta(seconds=30),
-        duration_s=None if status == "active" else 30.0,
-    )
+    return session_record(session_id, status, user, NOW, 30.0, 30.0)
 
 
 def _events(session_id: str, first: int, count: int) -> tuple[EventRecord, ...]:
-    out = []
-    for seq in range(first, first + count):
-        sample = 512 * seq
-        body = {
-            "seq": seq,
-            "stage": "pitch",
-            "kind": "pitch",
-            "sample": sample,
-            "t": sample / 44100,
-            "f0": 220.0 + seq % 7,
-            "voiced": True,
-            "note": "A3",
-        }
-        out.append(
-            EventRecord(
-                session_id=session_id,
-                seq=seq,
-                stage="pitch",
-                kind="pitch",
-                sample=sample,
-                t=sample / 44100,
-                data=json.dumps(body, separators=(",", ":")),
-            )
-        )
-    return tuple(out)
+    return tuple(pitch_events(session_id, first, count))
 
 
 def _result(session_id: str, score: float) -> ResultRecord:

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import trio
+from records import pitch_events as events
+from records import session_record
 
 from legato.recorder import (
     Recorder,
@@ -28,7 +30,7 @@ from legato.recorder import (
     scores,
 )
 from legato.spool import Spool, decode_batch, encode_batch
-from legato.storage import Batch, EventRecord, SessionRecord, Storage, open_storage
+from legato.storage import Batch, SessionRecord, Storage, open_storage
 from legato.testing import registry
 
 NOW = dt.datetime(2025, 3, 1, 18, 30, tzinfo=dt.UTC)
@@ -37,40 +39,7 @@ BUSY_TIMEOUT_S = 0.2
 
 
 def session(session_id: str, status: str = "active", user: str | None = "ana") -> SessionRecord:
-    return SessionRecord(
-        id=session_id,
-        pipeline="analyze",
-        source="live",
-        sample_rate=44100,
-        channels=1,
-        started_at=NOW,
-        status=status,  # type: ignore[arg-type]
-        user=user,
-        ended_at=None if status == "active" else NOW + dt.timedelta(seconds=5),
-    )
-
-
-def events(session_id: str, first: int, count: int) -> list[EventRecord]:
-    """Events shaped like the analyze pipeline's pitch events, as a client receives them."""
-    out = []
-    for seq in range(first, first + count):
-        sample = 512 * seq
-        body = {
-            "seq": seq,
-            "stage": "pitch",
-            "kind": "pitch",
-            "sample": sample,
-            "t": sample / 44100,
-            "f0": 220.0 + seq % 7,
-            "voiced": True,
-            "confidence": 0.93,
-            "midi": 57,
-            "note": "A3",
-            "cents": 1.5,
-        }
-        text = json.dumps(body, separators=(",", ":"))
-        out.append(EventRecord(session_id, seq, "pitch", "pitch", sample, body["t"], text))
-    return out
+    return session_record(session_id, status, user, NOW, 5.0)
 
 
 def settings(tmp_path: Path, **overrides: Any) -> RecorderSettings:

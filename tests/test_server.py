@@ -14,6 +14,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live import RATE, drain, phrase, receive
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from legato import hookimpl
@@ -23,21 +24,6 @@ from legato.registry import load_registry
 from legato.runner import run_file
 from legato.stage import Event, OutputSpec, StageType, StreamFormat, param
 from legato.testing import registry, running_server, server_url
-
-RATE = 44100
-
-
-def phrase(seconds: float = 2.0, f0: float = 220.0, seed: int = 0) -> np.ndarray:
-    """Plucked harmonic notes every 0.4 s, mono float32."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    out = np.zeros_like(t)
-    for k, start in enumerate(np.arange(0.1, seconds - 0.2, 0.4)):
-        tau = t[t >= start] - start
-        f = f0 * 2 ** (k % 5 / 12)
-        note = sum(np.sin(2 * np.pi * f * h * tau) / h for h in range(1, 5))
-        out[t >= start] += 0.3 * note * np.exp(-4 * tau)
-    return (out + 1e-4 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 def offline(audio: np.ndarray, channels: int = 1) -> list[Event]:
@@ -51,11 +37,6 @@ def offline(audio: np.ndarray, channels: int = 1) -> list[Event]:
     return events + graph.finish()
 
 
-async def receive(ws: WebSocketConnection) -> dict[str, Any]:
-    with trio.fail_after(10):
-        return json.loads(await ws.get_message())
-
-
 async def start(ws: WebSocketConnection, **fields: Any) -> dict[str, Any]:
     hello = await receive(ws)
     assert hello["type"] == "hello" and hello["protocol"] == 1
@@ -64,25 +45,6 @@ async def start(ws: WebSocketConnection, **fields: Any) -> dict[str, Any]:
     started = await receive(ws)
     assert started["type"] == "started", started
     return hello
-
-
-async def drain(ws: WebSocketConnection) -> tuple[list[Event], list[dict], dict | None]:
-    """Read until the server closes: events (with seq), other messages, the summary."""
-    events: list[Event] = []
-    others: list[dict] = []
-    summary = None
-    with trio.fail_after(20):
-        while True:
-            try:
-                message = json.loads(await ws.get_message())
-            except ConnectionClosed:
-                return events, others, summary
-            if message["type"] == "analysis":
-                events.extend(message["events"])
-            elif message["type"] == "summary":
-                summary = message
-            else:
-                others.append(message)
 
 
 def without_seq(events: list[Event]) -> list[Event]:

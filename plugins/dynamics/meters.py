@@ -5,6 +5,7 @@ shape (n, channels). Other stages reuse these meters, so they own no stage logic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,14 +39,19 @@ def _defined(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _frames_ptr(frames: np.ndarray) -> Any:
+    """The kernel's input pointer: NULL for an empty block, which has no data to point at."""
+    return view(frames, "float") if len(frames) else ffi.NULL
+
+
 class _Outputs:
     """Two growable float64 output arrays for a kernel that reports per hop, with their C
     pointers."""
 
     def __init__(self) -> None:
-        self.reserve(64)
+        self._reserve(64)
 
-    def reserve(self, count: int) -> int:
+    def _reserve(self, count: int) -> int:
         if count > len(getattr(self, "a", ())):
             self.a = np.zeros(max(count, 64))
             self.b = np.zeros(max(count, 64))
@@ -53,13 +59,23 @@ class _Outputs:
             self.b_ptr = view(self.b, "double")
         return len(self.a)
 
-    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self,
+        process: Callable[..., int],
+        state: Any,
+        frames: np.ndarray,
+        fed: int,
+        hop: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feeds ``frames`` to the kernel's ``process`` with room for every boundary of a hop
+        of ``hop`` frames they cross after the ``fed`` frames so far, and returns copies of
+        what it wrote."""
+        n = len(frames)
+        cap = self._reserve((fed % hop + n) // hop if hop > 0 else 0)
+        count = process(state, _frames_ptr(frames), n, self.a_ptr, self.b_ptr, cap)
+        if count < 0:
+            raise RuntimeError(f"{process.__name__} failed ({count})")
         return self.a[:count].copy(), self.b[:count].copy()
-
-
-def _reports(pending: int, n: int, hop: int) -> int:
-    """How many hop boundaries n more frames cross when `pending` frames of a hop are held."""
-    return (pending + n) // hop if hop > 0 else 0
 
 
 class LoudnessMeter:
@@ -84,20 +100,7 @@ class LoudnessMeter:
 
     def process(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = frames_of(block, self.channels)
-        n = len(frames)
-        pending = self.frames % self._hop if self._hop else 0
-        cap = self._out.reserve(_reports(pending, n, self._hop))
-        count = lib.lg_loudness_process(
-            self._state,
-            view(frames, "float") if n else ffi.NULL,
-            n,
-            self._out.a_ptr,
-            self._out.b_ptr,
-            cap,
-        )
-        if count < 0:
-            raise RuntimeError(f"lg_loudness_process failed ({count})")
-        return self._out.take(count)
+        return self._out.run(lib.lg_loudness_process, self._state, frames, self.frames, self._hop)
 
     @property
     def momentary(self) -> float:
@@ -146,8 +149,7 @@ class TruePeakMeter:
 
     def process(self, block: np.ndarray) -> None:
         frames = frames_of(block, self.channels)
-        n = len(frames)
-        if lib.lg_truepeak_process(self._state, view(frames, "float") if n else ffi.NULL, n) < 0:
+        if lib.lg_truepeak_process(self._state, _frames_ptr(frames), len(frames)) < 0:
             raise RuntimeError("lg_truepeak_process failed")
 
     @property
@@ -181,20 +183,7 @@ class LevelMeter:
     def process(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean square, peak) of each hop the block completes."""
         frames = frames_of(block, self.channels)
-        n = len(frames)
-        pending = self.frames % self.hop
-        cap = self._out.reserve(_reports(pending, n, self.hop))
-        count = lib.lg_levels_process(
-            self._state,
-            view(frames, "float") if n else ffi.NULL,
-            n,
-            self._out.a_ptr,
-            self._out.b_ptr,
-            cap,
-        )
-        if count < 0:
-            raise RuntimeError(f"lg_levels_process failed ({count})")
-        return self._out.take(count)
+        return self._out.run(lib.lg_levels_process, self._state, frames, self.frames, self.hop)
 
     def partial(self) -> tuple[int, float, float]:
         """(frames, mean square, peak) of the hop in progress; frames is 0 if there is none."""

@@ -139,7 +139,11 @@ class PostgresStorage:
 
         async def call() -> T:
             async with pool.acquire(timeout=p.command_timeout_s) as conn:
-                return await fn(conn, *args)
+                try:
+                    return await fn(conn, *args)
+                except _BROKEN:
+                    conn.terminate()  # never hand a connection in an unknown state back
+                    raise
 
         within = (
             f"in time (connect_timeout_s = {p.connect_timeout_s:g} s, "
@@ -157,6 +161,15 @@ class PostgresStorage:
             if error is None or error is exc:
                 raise
             raise error from exc
+
+
+_BROKEN = (
+    asyncpg.InternalClientError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    OSError,
+)
+"""Failures after which a connection's protocol state cannot be trusted."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -75,6 +75,8 @@ def translate(exc: BaseException, target: Target, within: str) -> StorageError |
         )
     if isinstance(exc, _UNAVAILABLE_STATES + RETRY_IN_TRANSACTION):
         return StorageUnavailable(f"{where}: {_server_text(exc)}")
+    if isinstance(exc, asyncpg.InternalClientError):
+        return StorageUnavailable(f"{where}: connection left in an unexpected state ({exc})")
     if isinstance(exc, asyncpg.InterfaceError) and "pool is clos" in str(exc):
         return StorageError(f"{where}: the storage is closed")
     if isinstance(exc, asyncpg.InterfaceError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from legato.storage import FingerprintRecord, StorageError
+from legato.storage import FingerprintRecord
+
+from ..common import check_fingerprint, track_values
 
 _GET = """
 SELECT t.duration_s, t.sample_rate, t.channels, f.vector
@@ -53,19 +55,9 @@ async def get_fingerprint(
 
 async def put_fingerprint(conn: asyncpg.Connection, record: FingerprintRecord) -> None:
     """Both rows in one transaction."""
-    problem = record.problem()
-    if problem is not None:
-        raise StorageError(f"fingerprint of {record.path}: {problem}")
+    check_fingerprint(record)
     async with conn.transaction():
-        track_id = await conn.fetchval(
-            _UPSERT_TRACK,
-            record.path,
-            record.size,
-            record.mtime_ns,
-            record.duration_s,
-            record.sample_rate,
-            record.channels,
-        )
+        track_id = await conn.fetchval(_UPSERT_TRACK, *track_values(record))
         await conn.execute(
             _UPSERT_FINGERPRINT,
             track_id,

@@ -14,16 +14,31 @@ sessions of the same user cannot overwrite each other's counts.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import asyncpg
 
 from legato.storage import Batch, SessionRecord, StorageError
 
+from ..common import (
+    RESULT_COLUMNS,
+    SESSION_COLUMNS,
+    check_limit,
+    check_period,
+    decode_result,
+    finished_sessions,
+    period_start,
+    require_utc,
+    result_values,
+    session_values,
+    stored_events,
+    unknown_sessions,
+    user_stats_dict,
+    utc_day,
+)
+
 STAGING = "legato_staging_events"
 EVENT_COLUMNS = ("session_id", "seq", "stage", "kind", "sample", "t", "data")
-PERIODS = ("daily", "weekly", "monthly")
 PROGRESS_LOCK = 0x6C67  # advisory lock namespace of the per-user progress recomputation
 
 CREATE_STAGING = f"""
@@ -87,25 +102,12 @@ SELECT {", ".join(EVENT_COLUMNS)} FROM {STAGING}
 ON CONFLICT (session_id, seq) DO NOTHING
 """
 
-_RESULT_COLUMNS = (
-    "pitch_accuracy",
-    "timing_consistency",
-    "tempo_stability",
-    "dynamics_range_db",
-    "overall_score",
-    "notes",
-    "voiced_frames",
-    "counts",
-    "feedback",
-    "engine_version",
-    "processing_time_ms",
-)
 _UPSERT_RESULT = f"""
-INSERT INTO analysis_results (performance_id, session_id, {", ".join(_RESULT_COLUMNS)},
+INSERT INTO analysis_results (performance_id, session_id, {", ".join(RESULT_COLUMNS)},
                               created_at)
-VALUES ({", ".join(f"${i}" for i in range(1, len(_RESULT_COLUMNS) + 4))})
+VALUES ({", ".join(f"${i}" for i in range(1, len(RESULT_COLUMNS) + 4))})
 ON CONFLICT (performance_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _RESULT_COLUMNS)},
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in RESULT_COLUMNS)},
     created_at = EXCLUDED.created_at
 """
 
@@ -159,13 +161,6 @@ ON CONFLICT (user_id, period, start) DO UPDATE SET
 """
 
 
-def utc(value: dt.datetime) -> dt.datetime:
-    """Records carry timezone-aware datetimes; a naive one is a caller's bug, not UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise StorageError(f"timestamp {value!r} has no timezone; records carry UTC datetimes")
-    return value
-
-
 async def write_batch(conn: asyncpg.Connection, batch: Batch, *, direct: bool = True) -> None:
     """Apply ``batch``; the caller holds the transaction. ``direct``: COPY events straight
     into ``events`` when none of their sessions has a stored event in their seq range (the
@@ -193,31 +188,9 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch, *, direct: bool = 
             await conn.execute(_MOVE_EVENTS)
     if batch.results:
         await conn.executemany(
-            _UPSERT_RESULT,
-            [
-                (
-                    r.session_id,
-                    r.session_id,
-                    r.pitch_accuracy,
-                    r.timing_consistency,
-                    r.tempo_stability,
-                    r.dynamics_range_db,
-                    r.overall_score,
-                    r.notes,
-                    r.voiced_frames,
-                    r.counts,
-                    r.feedback,
-                    r.engine_version,
-                    r.processing_time_ms,
-                    utc(r.created_at),
-                )
-                for r in batch.results
-            ],
+            _UPSERT_RESULT, [result_values(r, require_utc) for r in batch.results]
         )
-    finished = sorted(
-        {s.id for s in batch.sessions if s.status != "active"}
-        | {r.session_id for r in batch.results}
-    )
+    finished = sorted(finished_sessions(batch))
     if finished:
         for row in await conn.fetch(_FINISHED_USERS, finished):
             await conn.execute(_LOCK_USER, row["user_id"])
@@ -231,26 +204,7 @@ async def _upsert_sessions(conn: asyncpg.Connection, sessions: tuple[SessionReco
         await conn.execute(_INSERT_USERS, names)
         user_ids = {r["name"]: r["id"] for r in await conn.fetch(_USER_IDS, names)}
     await conn.executemany(
-        _UPSERT_SESSION,
-        [
-            (
-                s.id,
-                user_ids.get(s.user) if s.user is not None else None,
-                s.pipeline,
-                s.source,
-                s.piece,
-                s.genre,
-                s.target_tempo,
-                s.sample_rate,
-                s.channels,
-                utc(s.started_at),
-                utc(s.ended_at) if s.ended_at is not None else None,
-                s.duration_s,
-                s.status,
-                s.frames_processed,
-            )
-            for s in sessions
-        ],
+        _UPSERT_SESSION, [session_values(s, user_ids, require_utc) for s in sessions]
     )
     await conn.execute(_UPSERT_PERFORMANCES, sorted({s.id for s in sessions}))
 
@@ -269,18 +223,10 @@ def _seq_ranges(batch: Batch) -> dict[str, tuple[int, int]]:
 
 def _refuse_unknown(missing: list[str]) -> None:
     if missing:
-        shown = ", ".join(repr(s) for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise StorageError(
-            f"batch rejected: it has events or results of sessions never written ({shown});"
-            " write each session's record before its events"
-        )
+        raise unknown_sessions(missing)
 
 
 # ---- analytics ------------------------------------------------------------------------------
-
-_SESSION_COLUMNS = """s.id, u.name AS user, s.pipeline, s.source, s.piece, s.genre,
-    s.target_tempo, s.sample_rate, s.channels, s.started_at, s.ended_at, s.duration_s,
-    s.status, s.frames_processed"""
 
 _USER_STATS = """
 SELECT count(*) AS sessions,
@@ -305,7 +251,7 @@ ORDER BY p.start
 """
 
 _LIST_SESSIONS = f"""
-SELECT {_SESSION_COLUMNS}, r.overall_score
+SELECT {SESSION_COLUMNS}, r.overall_score
 FROM sessions AS s
 LEFT JOIN users AS u ON u.id = s.user_id
 LEFT JOIN analysis_results AS r ON r.session_id = s.id
@@ -317,12 +263,12 @@ _LIST_ALL = _LIST_SESSIONS.format(where="")
 _LIST_USER = _LIST_SESSIONS.format(where="WHERE s.user_id = (SELECT id FROM users WHERE name = $2)")
 
 _SESSION = f"""
-SELECT {_SESSION_COLUMNS} FROM sessions AS s
+SELECT {SESSION_COLUMNS} FROM sessions AS s
 LEFT JOIN users AS u ON u.id = s.user_id WHERE s.id = $1
 """
 _EVENTS = "SELECT seq, data FROM events WHERE session_id = $1 ORDER BY seq"
 _RESULT = f"""
-SELECT {", ".join(_RESULT_COLUMNS)}, created_at FROM analysis_results WHERE session_id = $1
+SELECT {", ".join(RESULT_COLUMNS)}, created_at FROM analysis_results WHERE session_id = $1
 """
 
 
@@ -335,42 +281,21 @@ def _plain(row: asyncpg.Record) -> dict[str, Any]:
     return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
 
 
-def period_start(day: dt.date, period: str) -> dt.date:
-    """First day of the period holding ``day``: itself, the Monday of its ISO week, or the
-    first of its month."""
-    if period == "daily":
-        return day
-    if period == "weekly":
-        return day - dt.timedelta(days=day.weekday())
-    return day.replace(day=1)
-
-
 async def user_stats(
     conn: asyncpg.Connection, user: str, days: int, now: dt.datetime
 ) -> dict[str, Any]:
     """Sessions started in [now - days, now]; averages over those that have a result."""
-    utc(now)
+    require_utc(now)
     row = await conn.fetchrow(_USER_STATS, user, now - dt.timedelta(days=days), now)
-    return {
-        "user": user,
-        "days": days,
-        "sessions": row["sessions"],
-        "completed": row["completed"],
-        "practice_hours": row["practice_s"] / 3600.0,
-        "avg_pitch_accuracy": row["avg_pitch_accuracy"],
-        "avg_timing_consistency": row["avg_timing_consistency"],
-        "avg_dynamics_range_db": row["avg_dynamics_range_db"],
-        "avg_overall_score": row["avg_overall_score"],
-    }
+    return user_stats_dict(user, days, row)
 
 
 async def progress(
     conn: asyncpg.Connection, user: str, period: str, since: dt.datetime
 ) -> list[dict[str, Any]]:
     """Rows of ``period`` from the one holding ``since`` (UTC) on, oldest first."""
-    if period not in PERIODS:
-        raise StorageError(f"unknown period {period!r}: use daily, weekly or monthly")
-    first = period_start(utc(since).astimezone(dt.UTC).date(), period)
+    check_period(period)
+    first = period_start(utc_day(require_utc(since)), period)
     rows = await conn.fetch(_PROGRESS, user, period, first)
     return [_plain(r) | {"start": r["start"].isoformat()} for r in rows]
 
@@ -379,8 +304,7 @@ async def list_sessions(
     conn: asyncpg.Connection, user: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Newest first (ties by id, descending), with the result's ``overall_score`` or None."""
-    if limit < 0:
-        raise StorageError(f"limit must be 0 or more, got {limit}")
+    check_limit(limit)
     if user is None:
         rows = await conn.fetch(_LIST_ALL, limit)
     else:
@@ -398,10 +322,6 @@ async def get_session(conn: asyncpg.Connection, session_id: str) -> dict[str, An
         session = _plain(row)
         stored = await conn.fetch(_EVENTS, session_id)
         result = await conn.fetchrow(_RESULT, session_id)
-    session["events"] = [{"seq": r["seq"], **json.loads(r["data"])} for r in stored]
-    if result is not None:
-        result = _plain(result)
-        result["counts"] = json.loads(result["counts"])
-        result["feedback"] = json.loads(result["feedback"])
-    session["analysis_result"] = result
+    session["events"] = stored_events((r["seq"], r["data"]) for r in stored)
+    session["analysis_result"] = decode_result(_plain(result)) if result is not None else None
     return session

@@ -7,8 +7,9 @@ import json
 import sqlite3
 from typing import Any
 
-from legato.storage import FingerprintRecord, StorageError
+from legato.storage import FingerprintRecord
 
+from ..common import check_fingerprint, track_values
 from .threads import Connection
 from .times import iso
 
@@ -68,25 +69,12 @@ def get_fingerprint(
 
 def put_fingerprint(raw: sqlite3.Connection, record: FingerprintRecord) -> None:
     """Both rows in one transaction on the write connection."""
-    problem = record.problem()
-    if problem is not None:
-        raise StorageError(f"fingerprint of {record.path}: {problem}")
+    check_fingerprint(record)
     now = iso(dt.datetime.now(dt.UTC))
     vector = json.dumps([float(v) for v in record.values], allow_nan=False)
     raw.execute("BEGIN IMMEDIATE")
     try:
-        (track_id,) = raw.execute(
-            _UPSERT_TRACK,
-            (
-                record.path,
-                record.size,
-                record.mtime_ns,
-                record.duration_s,
-                record.sample_rate,
-                record.channels,
-                now,
-            ),
-        ).fetchone()
+        (track_id,) = raw.execute(_UPSERT_TRACK, (*track_values(record), now)).fetchone()
         raw.execute(_UPSERT_FINGERPRINT, (track_id, str(record.version), vector, now))
         raw.execute("COMMIT")
     except BaseException:

@@ -4,24 +4,22 @@ shapes they return)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from legato.storage import StorageError
 
-from .threads import Connection
-from .times import check_period, iso, period_start, utc_day
-
-_SESSION_COLUMNS = """s.id, u.name AS user, s.pipeline, s.source, s.piece, s.genre,
-    s.target_tempo, s.sample_rate, s.channels, s.started_at, s.ended_at, s.duration_s,
-    s.status, s.frames_processed"""
-
-_AVERAGES = (
-    "avg_pitch_accuracy",
-    "avg_timing_consistency",
-    "avg_dynamics_range_db",
-    "avg_overall_score",
+from ..common import (
+    SESSION_COLUMNS,
+    check_limit,
+    check_period,
+    decode_result,
+    period_start,
+    stored_events,
+    user_stats_dict,
+    utc_day,
 )
+from .threads import Connection
+from .times import iso
 
 
 def user_stats(conn: Connection, user: str, days: int, now: dt.datetime) -> dict[str, Any]:
@@ -41,14 +39,7 @@ def user_stats(conn: Connection, user: str, days: int, now: dt.datetime) -> dict
             {"user": user, "since": iso(now - dt.timedelta(days=days)), "until": iso(now)},
         )
     )
-    return {
-        "user": user,
-        "days": days,
-        "sessions": row["sessions"],
-        "completed": row["completed"],
-        "practice_hours": row["practice_s"] / 3600.0,
-        **{k: row[k] for k in _AVERAGES},
-    }
+    return user_stats_dict(user, days, row)
 
 
 def progress(conn: Connection, user: str, period: str, since: dt.datetime) -> list[dict[str, Any]]:
@@ -70,14 +61,13 @@ def progress(conn: Connection, user: str, period: str, since: dt.datetime) -> li
 
 def list_sessions(conn: Connection, user: str | None, limit: int) -> list[dict[str, Any]]:
     """Newest first (ties by id, descending), with the result's ``overall_score`` or None."""
-    if limit < 0:
-        raise StorageError(f"limit must be 0 or more, got {limit}")
+    check_limit(limit)
     where = ""
     if user is not None:
         where = "WHERE s.user_id = (SELECT id FROM users WHERE name = :user)"
     return list(
         conn.db.query(
-            f"""SELECT {_SESSION_COLUMNS}, r.overall_score
+            f"""SELECT {SESSION_COLUMNS}, r.overall_score
                 FROM sessions AS s
                 LEFT JOIN users AS u ON u.id = s.user_id
                 LEFT JOIN analysis_results AS r ON r.session_id = s.id
@@ -95,7 +85,7 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
     conn.raw.execute("BEGIN")
     rows = list(
         conn.db.query(
-            f"""SELECT {_SESSION_COLUMNS} FROM sessions AS s
+            f"""SELECT {SESSION_COLUMNS} FROM sessions AS s
                 LEFT JOIN users AS u ON u.id = s.user_id WHERE s.id = ?""",
             (session_id,),
         )
@@ -106,7 +96,7 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
     stored = conn.raw.execute(
         "SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (session_id,)
     ).fetchall()
-    session["events"] = [{"seq": seq, **json.loads(data)} for seq, data in stored]
+    session["events"] = stored_events(stored)
     result = next(
         conn.db.query(
             """SELECT pitch_accuracy, timing_consistency, tempo_stability, dynamics_range_db,
@@ -117,9 +107,6 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
         ),
         None,
     )
-    if result is not None:
-        result["counts"] = json.loads(result["counts"])
-        result["feedback"] = json.loads(result["feedback"])
-    session["analysis_result"] = result
+    session["analysis_result"] = decode_result(result) if result is not None else None
     conn.raw.execute("COMMIT")
     return session

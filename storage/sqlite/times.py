@@ -1,36 +1,18 @@
-"""Instants as stored text, and the calendar periods progress is aggregated over (UTC)."""
+"""Instants as stored text, and the bounds of the calendar periods progress is aggregated over
+(UTC)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from legato.storage import StorageError
-
-PERIODS = ("daily", "weekly", "monthly")
+from ..common import require_utc
 
 
 def iso(value: dt.datetime) -> str:
     """The one text form of an instant, stored and returned as is: ISO 8601 in UTC with
     microseconds (``2025-03-01T18:30:00.000000+00:00``). Fixed width, so text order is time
     order and range scans on the indexes need no conversion."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise StorageError(f"timestamp {value!r} has no timezone; records carry UTC datetimes")
-    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-
-
-def check_period(period: str) -> None:
-    if period not in PERIODS:
-        raise StorageError(f"unknown period {period!r}: use daily, weekly or monthly")
-
-
-def period_start(day: dt.date, period: str) -> dt.date:
-    """First day of the period holding ``day``: itself, the Monday of its ISO week, or the first
-    of its month."""
-    if period == "daily":
-        return day
-    if period == "weekly":
-        return day - dt.timedelta(days=day.weekday())
-    return day.replace(day=1)
+    return require_utc(value).astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def period_end(start: dt.date, period: str) -> dt.date:
@@ -45,7 +27,3 @@ def period_end(start: dt.date, period: str) -> dt.date:
 def midnight(day: dt.date) -> str:
     """The stored text of 00:00 UTC on ``day``."""
     return iso(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
-
-
-def utc_day(value: dt.datetime) -> dt.date:
-    return value.astimezone(dt.UTC).date()

@@ -9,7 +9,16 @@ from operator import attrgetter
 
 from legato.storage import Batch, SessionRecord, StorageError
 
-from .times import PERIODS, iso, midnight, period_end, period_start
+from ..common import (
+    PERIODS,
+    RESULT_COLUMNS,
+    finished_sessions,
+    period_start,
+    result_values,
+    session_values,
+    unknown_sessions,
+)
+from .times import iso, midnight, period_end
 
 # A replayed start record ("active") must not reopen a session that already finished: the
 # terminal status and its end figures stay. Otherwise the later record wins, and optional
@@ -43,28 +52,14 @@ ON CONFLICT DO NOTHING
 """
 _event_row = attrgetter("session_id", "seq", "stage", "kind", "sample", "t", "data")
 
-_RESULT_COLUMNS = (
-    "pitch_accuracy",
-    "timing_consistency",
-    "tempo_stability",
-    "dynamics_range_db",
-    "overall_score",
-    "notes",
-    "voiced_frames",
-    "counts",
-    "feedback",
-    "engine_version",
-    "processing_time_ms",
-)
 _UPSERT_RESULT = f"""
-INSERT INTO analysis_results (performance_id, session_id, {", ".join(_RESULT_COLUMNS)},
+INSERT INTO analysis_results (performance_id, session_id, {", ".join(RESULT_COLUMNS)},
                               created_at)
-VALUES (?, ?, {", ".join("?" for _ in _RESULT_COLUMNS)}, ?)
+VALUES (?, ?, {", ".join("?" for _ in RESULT_COLUMNS)}, ?)
 ON CONFLICT (performance_id) DO UPDATE SET
-    {", ".join(f"{c} = excluded.{c}" for c in _RESULT_COLUMNS)},
+    {", ".join(f"{c} = excluded.{c}" for c in RESULT_COLUMNS)},
     created_at = excluded.created_at
 """
-_result_values = attrgetter(*_RESULT_COLUMNS)
 
 _RECOMPUTE_PROGRESS = """
 INSERT INTO progress_metrics (user_id, period, start, sessions, practice_s, avg_pitch_accuracy,
@@ -99,13 +94,7 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
         if batch.events:
             conn.executemany(_INSERT_EVENT, map(_event_row, batch.events))
         if batch.results:
-            conn.executemany(
-                _UPSERT_RESULT,
-                [
-                    (r.session_id, r.session_id, *_result_values(r), iso(r.created_at))
-                    for r in batch.results
-                ],
-            )
+            conn.executemany(_UPSERT_RESULT, [result_values(r, iso) for r in batch.results])
         _recompute_progress(conn, batch, now)
         conn.execute("COMMIT")
     except sqlite3.IntegrityError as exc:
@@ -129,36 +118,13 @@ def _upsert_sessions(
         )
         marks = ", ".join("?" for _ in names)
         user_ids = dict(conn.execute(f"SELECT name, id FROM users WHERE name IN ({marks})", names))
-    conn.executemany(
-        _UPSERT_SESSION,
-        [
-            (
-                s.id,
-                user_ids.get(s.user) if s.user is not None else None,
-                s.pipeline,
-                s.source,
-                s.piece,
-                s.genre,
-                s.target_tempo,
-                s.sample_rate,
-                s.channels,
-                iso(s.started_at),
-                iso(s.ended_at) if s.ended_at is not None else None,
-                s.duration_s,
-                s.status,
-                s.frames_processed,
-            )
-            for s in sessions
-        ],
-    )
+    conn.executemany(_UPSERT_SESSION, [session_values(s, user_ids, iso) for s in sessions])
     conn.executemany(_UPSERT_PERFORMANCE, [(s.id,) for s in sessions])
 
 
 def _recompute_progress(conn: sqlite3.Connection, batch: Batch, now: str) -> None:
-    touched = {s.id for s in batch.sessions if s.status != "active"}
-    touched.update(r.session_id for r in batch.results)
     periods: set[tuple[int, str, dt.date]] = set()
-    for session_id in touched:
+    for session_id in finished_sessions(batch):
         row = conn.execute(
             "SELECT user_id, started_at, status FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
@@ -194,9 +160,5 @@ def _integrity_error(
         if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone() is None
     )
     if missing:
-        shown = ", ".join(repr(s) for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        return StorageError(
-            f"batch rejected: it has events or results of sessions never written ({shown});"
-            " write each session's record before its events"
-        )
+        return unknown_sessions(missing)
     return StorageError(f"batch rejected: {exc}")

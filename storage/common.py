@@ -1,0 +1,158 @@
+"""What the storage backends share that does not depend on the database: the calendar periods
+progress is aggregated over, the checks on what callers pass, the values of the rows written
+and the shaping of rows read into what ``Storage`` returns. SQL stays with each backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+from legato.storage import Batch, FingerprintRecord, ResultRecord, SessionRecord, StorageError
+
+PERIODS = ("daily", "weekly", "monthly")
+
+SESSION_COLUMNS = """s.id, u.name AS user, s.pipeline, s.source, s.piece, s.genre,
+    s.target_tempo, s.sample_rate, s.channels, s.started_at, s.ended_at, s.duration_s,
+    s.status, s.frames_processed"""
+
+RESULT_COLUMNS = (
+    "pitch_accuracy",
+    "timing_consistency",
+    "tempo_stability",
+    "dynamics_range_db",
+    "overall_score",
+    "notes",
+    "voiced_frames",
+    "counts",
+    "feedback",
+    "engine_version",
+    "processing_time_ms",
+)
+_result_fields = attrgetter(*RESULT_COLUMNS)
+
+_AVERAGES = (
+    "avg_pitch_accuracy",
+    "avg_timing_consistency",
+    "avg_dynamics_range_db",
+    "avg_overall_score",
+)
+
+
+def require_utc(value: dt.datetime) -> dt.datetime:
+    """Records carry timezone-aware datetimes; a naive one is a caller's bug, not UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise StorageError(f"timestamp {value!r} has no timezone; records carry UTC datetimes")
+    return value
+
+
+def utc_day(value: dt.datetime) -> dt.date:
+    return value.astimezone(dt.UTC).date()
+
+
+def check_period(period: str) -> None:
+    if period not in PERIODS:
+        raise StorageError(f"unknown period {period!r}: use daily, weekly or monthly")
+
+
+def check_limit(limit: int) -> None:
+    if limit < 0:
+        raise StorageError(f"limit must be 0 or more, got {limit}")
+
+
+def period_start(day: dt.date, period: str) -> dt.date:
+    """First day of the period holding ``day``: itself, the Monday of its ISO week, or the first
+    of its month."""
+    if period == "daily":
+        return day
+    if period == "weekly":
+        return day - dt.timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def finished_sessions(batch: Batch) -> set[str]:
+    """The sessions whose progress rows the batch may change: those it ends or gives a result."""
+    return {s.id for s in batch.sessions if s.status != "active"} | {
+        r.session_id for r in batch.results
+    }
+
+
+def session_values(
+    s: SessionRecord, user_ids: dict[str, int], stamp: Callable[[dt.datetime], Any]
+) -> tuple[Any, ...]:
+    """The ``sessions`` row of ``s`` in column order, its instants in the backend's form."""
+    return (
+        s.id,
+        user_ids.get(s.user) if s.user is not None else None,
+        s.pipeline,
+        s.source,
+        s.piece,
+        s.genre,
+        s.target_tempo,
+        s.sample_rate,
+        s.channels,
+        stamp(s.started_at),
+        stamp(s.ended_at) if s.ended_at is not None else None,
+        s.duration_s,
+        s.status,
+        s.frames_processed,
+    )
+
+
+def result_values(r: ResultRecord, stamp: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
+    """The ``analysis_results`` row of ``r``: performance id, session id, ``RESULT_COLUMNS``,
+    created_at (the performance of a session has the session's id)."""
+    return (r.session_id, r.session_id, *_result_fields(r), stamp(r.created_at))
+
+
+def unknown_sessions(missing: list[str]) -> StorageError:
+    """Why a batch that refers to sessions never written is rejected, naming a few of them."""
+    shown = ", ".join(repr(s) for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return StorageError(
+        f"batch rejected: it has events or results of sessions never written ({shown});"
+        " write each session's record before its events"
+    )
+
+
+def user_stats_dict(user: str, days: int, row: Any) -> dict[str, Any]:
+    """The ``Storage.user_stats`` dict from the aggregate row (any row indexable by name)."""
+    return {
+        "user": user,
+        "days": days,
+        "sessions": row["sessions"],
+        "completed": row["completed"],
+        "practice_hours": row["practice_s"] / 3600.0,
+        **{k: row[k] for k in _AVERAGES},
+    }
+
+
+def stored_events(rows: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:
+    """Each stored event object, ``seq`` first: what clients received in ``analysis`` messages."""
+    return [{"seq": seq, **json.loads(data)} for seq, data in rows]
+
+
+def decode_result(result: dict[str, Any]) -> dict[str, Any]:
+    """The stored result with its JSON columns parsed."""
+    result["counts"] = json.loads(result["counts"])
+    result["feedback"] = json.loads(result["feedback"])
+    return result
+
+
+def check_fingerprint(record: FingerprintRecord) -> None:
+    problem = record.problem()
+    if problem is not None:
+        raise StorageError(f"fingerprint of {record.path}: {problem}")
+
+
+def track_values(record: FingerprintRecord) -> tuple[Any, ...]:
+    """The ``tracks`` row of a fingerprint's file, in column order, without created_at."""
+    return (
+        record.path,
+        record.size,
+        record.mtime_ns,
+        record.duration_s,
+        record.sample_rate,
+        record.channels,
+    )
