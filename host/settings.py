@@ -39,9 +39,10 @@ class ServerSettings:
         10.0, doc="on SIGINT/SIGTERM, time allowed to drain sessions", unit="s", min=0.0
     )
     event_buffer: int = param(
-        16384,
-        doc="events kept per session for resume and slow clients; beyond it the oldest unsent"
-        " events are dropped, counted and reported",
+        4096,
+        doc="unsent events kept per session for slow clients (about 23 s of the analyze"
+        " pipeline, about 1 MB); beyond it the oldest unsent events are dropped, counted and"
+        " reported",
         min=64,
         max=10_000_000,
     )
