@@ -185,6 +185,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return fingerprint_cmd.run(args, storage)
 
 
+def cmd_master(args: argparse.Namespace) -> int:
+    from . import master_cmd
+    from .storage import DEFAULT_URL, open_storage
+
+    registry = _registry()
+    return master_cmd.main(args, registry, open_storage(args.db or DEFAULT_URL, registry))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="legato", description="A plugin-based, real-time audio engine host."
@@ -275,6 +283,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="neither read nor write .25d sidecar files next to the audio",
     )
     p.set_defaults(func=cmd_fingerprint)
+
+    p = sub.add_parser(
+        "master",
+        help="master an audio file through lwrp_master, report as JSON",
+        description="Master INPUT into OUTPUT (format by OUTPUT's extension: float WAV/AIFF,"
+        " 24-bit FLAC, Vorbis OGG, ...; same rate and channels) with the lwrp_master stage,"
+        " using the input's fingerprint from the database, its .25d sidecar, or generated"
+        " within --timeout (else the fallback chain). OUTPUT is replaced only when complete."
+        " Prints one JSON object: class, fingerprint tier, input and output loudness, true"
+        " peak and crest.",
+    )
+    p.add_argument("input", metavar="INPUT", help="audio file (WAV, FLAC, OGG, ...)")
+    p.add_argument("output", metavar="OUTPUT", help="mastered file to write")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database for the fingerprints (default: sqlite:///legato.db)",
+    )
+    p.add_argument(
+        "--no-sidecar",
+        action="store_true",
+        help="neither read nor write a .25d sidecar file next to the audio",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for a fingerprint generation (default %(default)g)",
+    )
+    p.set_defaults(func=cmd_master)
     add_db_commands(sub)
     return parser
 
