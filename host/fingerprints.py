@@ -169,7 +169,10 @@ class FingerprintCache:
     # ---- the tiers -------------------------------------------------------------------------
 
     async def identify(self, path: str | Path) -> TrackFile:
-        return await trio.to_thread.run_sync(identify, path)
+        """A stat of a local file takes microseconds and a thread hand-off a few hundred, so it
+        runs here; a lookup then costs one hand-off (the database or sidecar read)."""
+        await trio.lowlevel.checkpoint()
+        return identify(path)
 
     async def from_database(self, track: TrackFile) -> tuple[FingerprintRecord | None, str]:
         """The valid database record, or None and why not."""
