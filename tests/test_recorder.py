@@ -196,7 +196,8 @@ async def test_events_are_written_within_the_flush_interval(tmp_path: Path) -> N
             await wait_for(lambda b=burst: tally.stored == 10 * (b + 1))
             delays.append(trio.current_time() - handed)
             await trio.sleep(0.05 * burst)
-        assert max(delays) <= 0.25 + 0.1, delays  # the interval, plus the write itself
+        # The interval, plus the write itself: an fsync on a busy CI disk can take a few hundred ms.
+        assert max(delays) <= 0.25 + 0.5, delays
         assert await stored_seqs(storage, "s1") == list(range(1, 31))
 
 
@@ -206,7 +207,7 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(tmp_path
     async with recording(db, config) as recorder:
         tally = recorder.session_started(session("s1"))
         recorder.events(events("s1", 1, 200))
-        with trio.fail_after(1.0):
+        with trio.fail_after(3.0):  # far below the 5 s interval, with room for a slow fsync
             await wait_for(lambda: tally.stored == 200)
 
 
