@@ -1,5 +1,6 @@
-"""Thin helpers around the compiled cffi module ``legato._kernels``: owned states and zero-copy
-buffer views. Plugins import ``ffi``/``lib`` from here."""
+"""Thin helpers around the compiled cffi module ``legato._kernels``: owned states, zero-copy
+buffer views, growable output buffers and input frames. Plugins import ``ffi``/``lib`` from
+here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ._kernels import ffi, lib
 
-__all__ = ["ffi", "lib", "owned", "view"]
+__all__ = ["OutBuffer", "ffi", "frames_of", "lib", "owned", "view"]
 
 
 def owned(state: Any, free: Callable[[Any], None], what: str) -> Any:
@@ -24,3 +25,33 @@ def view(array: np.ndarray, ctype: str) -> Any:
     """A C array view onto a contiguous numpy array, without copying (cffi refuses buffers that
     are not contiguous)."""
     return ffi.from_buffer(ctype + "[]", array, require_writable=False)
+
+
+def frames_of(block: np.ndarray, channels: int) -> np.ndarray:
+    """The block as C-contiguous float32 frames (n, channels); 1-D blocks count as mono."""
+    frames = np.ascontiguousarray(block, dtype=np.float32)
+    if frames.ndim == 1:
+        frames = frames.reshape(-1, 1)
+    if frames.ndim != 2 or frames.shape[1] != channels:
+        raise ValueError(f"expected frames of shape (n, {channels}), got {np.shape(block)}")
+    return frames
+
+
+class OutBuffer:
+    """A kernel's output array (``array``) and its C view (``ptr``), made again only when
+    ``reserve`` grows it, so a stage does not re-allocate or re-view per block."""
+
+    def __init__(self, dtype: Any, ctype: str, size: int = 0) -> None:
+        self._dtype = dtype
+        self._ctype = ctype
+        self._make(size)
+
+    def _make(self, size: int) -> None:
+        self.array = np.zeros(size, dtype=self._dtype)
+        self.ptr = view(self.array, self._ctype)
+
+    def reserve(self, count: int) -> int:
+        """Grow to hold at least ``count`` values; returns the capacity."""
+        if count > len(self.array):
+            self._make(count)
+        return len(self.array)

@@ -10,19 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import ffi, lib, owned, view
+from legato.kernels import OutBuffer, ffi, frames_of, lib, owned, view
 
 LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
-
-
-def frames_of(block: np.ndarray, channels: int) -> np.ndarray:
-    """The block as C-contiguous float32 frames (n, channels); 1-D blocks count as mono."""
-    frames = np.ascontiguousarray(block, dtype=np.float32)
-    if frames.ndim == 1:
-        frames = frames.reshape(-1, 1)
-    if frames.ndim != 2 or frames.shape[1] != channels:
-        raise ValueError(f"expected frames of shape (n, {channels}), got {np.shape(block)}")
-    return frames
 
 
 def kweighting_coefficients(
@@ -45,19 +35,11 @@ def _frames_ptr(frames: np.ndarray) -> Any:
 
 
 class _Outputs:
-    """Two growable float64 output arrays for a kernel that reports per hop, with their C
-    pointers."""
+    """Two growable float64 output buffers for a kernel that reports per hop."""
 
     def __init__(self) -> None:
-        self._reserve(64)
-
-    def _reserve(self, count: int) -> int:
-        if count > len(getattr(self, "a", ())):
-            self.a = np.zeros(max(count, 64))
-            self.b = np.zeros(max(count, 64))
-            self.a_ptr = view(self.a, "double")
-            self.b_ptr = view(self.b, "double")
-        return len(self.a)
+        self.a = OutBuffer(np.float64, "double", 64)
+        self.b = OutBuffer(np.float64, "double", 64)
 
     def run(
         self,
@@ -71,11 +53,13 @@ class _Outputs:
         of ``hop`` frames they cross after the ``fed`` frames so far, and returns copies of
         what it wrote."""
         n = len(frames)
-        cap = self._reserve((fed % hop + n) // hop if hop > 0 else 0)
-        count = process(state, _frames_ptr(frames), n, self.a_ptr, self.b_ptr, cap)
+        needed = (fed % hop + n) // hop if hop > 0 else 0
+        a, b = self.a, self.b
+        cap = min(a.reserve(needed), b.reserve(needed))
+        count = process(state, _frames_ptr(frames), n, a.ptr, b.ptr, cap)
         if count < 0:
             raise RuntimeError(f"{process.__name__} failed ({count})")
-        return self.a[:count].copy(), self.b[:count].copy()
+        return a.array[:count].copy(), b.array[:count].copy()
 
 
 class LoudnessMeter:

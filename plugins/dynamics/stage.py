@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from legato.kernels import frames_of
 from legato.stage import Event, StreamFormat
 
 from .mapping import (
@@ -17,7 +18,7 @@ from .mapping import (
     velocities,
     velocity,
 )
-from .meters import LevelMeter, LoudnessMeter, TruePeakMeter, frames_of
+from .meters import LevelMeter, LoudnessMeter, TruePeakMeter
 from .params import DynamicsParams
 
 ARRAY_HOPS = 8

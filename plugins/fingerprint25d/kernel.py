@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import lib, owned, view
+from legato.kernels import frames_of, lib, owned, view
 
 MAX_CALL_FRAMES = 1 << 20
 """Frames per kernel call, so any block length fits the kernel's int count."""
@@ -35,11 +35,7 @@ class FingerprintKernel:
 
     def process(self, frames: np.ndarray) -> None:
         """Feed (n, channels) frames (1-D arrays count as mono)."""
-        data = np.ascontiguousarray(frames, dtype=np.float32)
-        if data.ndim == 1:
-            data = data.reshape(-1, 1)
-        if data.ndim != 2 or data.shape[1] != self.channels:
-            raise ValueError(f"expected frames of shape (n, {self.channels}), got {frames.shape}")
+        data = frames_of(frames, self.channels)
         for start in range(0, len(data), MAX_CALL_FRAMES):
             part = data[start : start + MAX_CALL_FRAMES]
             if lib.lg_fp_process(self._state, view(part, "float"), len(part)) != len(part):

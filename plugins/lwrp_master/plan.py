@@ -35,7 +35,8 @@ class MasteringPlan:
     fallback: bool
 
 
-def _known(value: float | None) -> float | None:
+def known(value: float | None) -> float | None:
+    """A measurement, or None when it is unset or NaN."""
     return None if value is None or math.isnan(value) else value
 
 
@@ -45,8 +46,8 @@ def plan_mastering(params: MasterParams) -> MasteringPlan:
     gain towards the target, bounded by max_makeup_db and by headroom. Without the loudness,
     or the crest factor of a loud track, the class is unknown and only the limiter acts: with
     nothing measured, leaving the track alone is the one choice that cannot make it worse."""
-    lufs = _known(params.integrated_lufs)
-    crest = _known(params.crest_db)
+    lufs = known(params.integrated_lufs)
+    crest = known(params.crest_db)
     if lufs is None:
         return MasteringPlan("unknown", 0.0, 0.0, fallback=True)
     if lufs <= params.loud_lufs:
@@ -64,10 +65,10 @@ def plan_mastering(params: MasterParams) -> MasteringPlan:
 def peak_dbtp(params: MasterParams) -> float:
     """The track's true peak, or its estimate: integrated loudness + crest factor (the sample
     peak over the RMS, with the loudness standing in for the RMS), or the worst case."""
-    peak = _known(params.true_peak_dbtp)
+    peak = known(params.true_peak_dbtp)
     if peak is not None:
         return peak
-    lufs, crest = _known(params.integrated_lufs), _known(params.crest_db)
+    lufs, crest = known(params.integrated_lufs), known(params.crest_db)
     return lufs + crest if lufs is not None and crest is not None else UNKNOWN_PEAK_DBTP
 
 
@@ -75,7 +76,7 @@ def makeup_db(params: MasterParams) -> float:
     """Gain towards target_lufs for a quiet track (integrated_lufs known), never negative, at
     most max_makeup_db, and small enough that the track's (estimated) true peak lands at most
     max_limiting_db above the ceiling."""
-    lufs = _known(params.integrated_lufs)
+    lufs = known(params.integrated_lufs)
     if lufs is None:
         raise ValueError("makeup gain needs the integrated loudness")
     headroom = params.ceiling_dbtp + params.max_limiting_db - peak_dbtp(params)

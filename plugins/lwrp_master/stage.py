@@ -7,18 +7,18 @@ import math
 
 import numpy as np
 
-from legato.plugins.dynamics.meters import TruePeakMeter, frames_of
+from legato.kernels import frames_of
+from legato.plugins.dynamics.mapping import DB_FLOOR
+from legato.plugins.dynamics.meters import TruePeakMeter
 from legato.stage import Event, StreamFormat
 
 from .kernel import MasterKernel
 from .params import MasterParams
-from .plan import MasteringPlan, plan_mastering
-
-DB_FLOOR = -120.0
-"""dB values are floored here (silence), as the dynamics stage does, to stay finite in JSON."""
+from .plan import MasteringPlan, known, plan_mastering
 
 
 def _db(amplitude: float) -> float:
+    """dBFS floored at the dynamics stage's DB_FLOOR (silence), to stay finite in JSON."""
     return 20.0 * math.log10(amplitude) if amplitude > 10.0 ** (DB_FLOOR / 20.0) else DB_FLOOR
 
 
@@ -93,11 +93,7 @@ class LwrpMaster:
                 "gain_db": plan.gain_db,
                 "expander_amount": plan.expander_amount,
                 "ceiling_dbtp": params.ceiling_dbtp,
-                "integrated_lufs": _finite(params.integrated_lufs),
-                "crest_db": _finite(params.crest_db),
+                "integrated_lufs": known(params.integrated_lufs),
+                "crest_db": known(params.crest_db),
             }
         ]
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import lib, owned, view
+from legato.kernels import OutBuffer, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .params import OnsetsFluxParams
@@ -80,40 +80,36 @@ class OnsetsFlux:
         self._count = 0
         self._last: int | None = None
         self._ioi = _Moments()
-        self._cap = 0
-        self._reserve(lib.lg_onsets_max_outputs(self._state, 4096))
+        initial = lib.lg_onsets_max_outputs(self._state, 4096)
+        self._at = OutBuffer(np.int64, "int64_t", initial)
+        self._strength = OutBuffer(np.float64, "double", initial)
 
     def process(self, block: np.ndarray) -> list[Event]:
         block = np.ascontiguousarray(block, dtype=np.float32)
         n = len(block)
         self._samples += n
-        self._reserve(lib.lg_onsets_max_outputs(self._state, n))
+        cap = self._reserve(lib.lg_onsets_max_outputs(self._state, n))
         count = lib.lg_onsets_process(
-            self._state, view(block, "float"), n, self._at_out, self._strength_out, self._cap
+            self._state, view(block, "float"), n, self._at.ptr, self._strength.ptr, cap
         )
         return self._events(count) if count else []
 
     def finish(self) -> list[Event]:
-        self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
-        count = lib.lg_onsets_finish(self._state, self._at_out, self._strength_out, self._cap)
+        cap = self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
+        count = lib.lg_onsets_finish(self._state, self._at.ptr, self._strength.ptr, cap)
         events = self._events(count)
         events.append(self._summary())
         return events
 
-    def _reserve(self, needed: int) -> None:
-        """Output buffers (and their C views, made once) for at least ``needed`` onsets."""
-        if self._cap < needed:
-            self._cap = needed
-            self._at = np.zeros(needed, dtype=np.int64)
-            self._strength = np.zeros(needed, dtype=np.float64)
-            self._at_out = view(self._at, "int64_t")
-            self._strength_out = view(self._strength, "double")
+    def _reserve(self, needed: int) -> int:
+        """Room for at least ``needed`` onsets in both output buffers; returns the capacity."""
+        return min(self._at.reserve(needed), self._strength.reserve(needed))
 
     def _events(self, count: int) -> list[Event]:
         if count < 0:
             raise RuntimeError(f"onsets_flux kernel failed with code {count}")
-        at = self._at[:count].tolist()
-        strength = self._strength[:count].tolist()
+        at = self._at.array[:count].tolist()
+        strength = self._strength.array[:count].tolist()
         for sample in at:
             if self._last is not None:
                 self._ioi.add((sample - self._last) / self._rate)

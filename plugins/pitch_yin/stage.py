@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import lib, owned, view
+from legato.kernels import OutBuffer, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .notes import nearest_note
@@ -42,34 +42,26 @@ class PitchYin:
         self._samples = 0
         self._voiced_f0 = array("d")
         self._voiced_confidence = array("d")
-        self._f0 = np.zeros(0, dtype=np.float64)
-        self._confidence = np.zeros(0, dtype=np.float64)
-        self._voiced = np.zeros(0, dtype=np.intc)
+        self._f0 = OutBuffer(np.float64, "double")
+        self._confidence = OutBuffer(np.float64, "double")
+        self._voiced = OutBuffer(np.intc, "int")
 
     def process(self, block: np.ndarray) -> list[Event]:
         block = np.ascontiguousarray(block, dtype=np.float32)
         n = len(block)
         needed = lib.lg_yin_max_outputs(self._state, n)
-        if len(self._f0) < needed:
-            self._f0 = np.zeros(needed, dtype=np.float64)
-            self._confidence = np.zeros(needed, dtype=np.float64)
-            self._voiced = np.zeros(needed, dtype=np.intc)
+        f0, confidence, voiced = self._f0, self._confidence, self._voiced
+        cap = min(f0.reserve(needed), confidence.reserve(needed), voiced.reserve(needed))
         count = lib.lg_yin_process(
-            self._state,
-            view(block, "float"),
-            n,
-            view(self._f0, "double"),
-            view(self._confidence, "double"),
-            view(self._voiced, "int"),
-            len(self._f0),
+            self._state, view(block, "float"), n, f0.ptr, confidence.ptr, voiced.ptr, cap
         )
         if count < 0:
             raise RuntimeError(f"pitch_yin kernel failed with code {count}")
         self._samples += n
         return self._events(
-            self._f0[:count].tolist(),
-            self._confidence[:count].tolist(),
-            self._voiced[:count].tolist(),
+            f0.array[:count].tolist(),
+            confidence.array[:count].tolist(),
+            voiced.array[:count].tolist(),
         )
 
     def finish(self) -> list[Event]:
