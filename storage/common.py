@@ -1,6 +1,7 @@
 """What the storage backends share that does not depend on the database: the calendar periods
 progress is aggregated over, the checks on what callers pass, the values of the rows written
-and the shaping of rows read into what ``Storage`` returns. SQL stays with each backend."""
+and the shaping of rows read into what ``Storage`` returns. SQL stays with each backend, but
+for the session upsert, whose conflict rules both must apply identically."""
 
 from __future__ import annotations
 
@@ -77,6 +78,32 @@ def finished_sessions(batch: Batch) -> set[str]:
     return {s.id for s in batch.sessions if s.status != "active"} | {
         r.session_id for r in batch.results
     }
+
+
+# A replayed start record ("active") must not reopen a session that already finished: the
+# terminal status and its end figures stay. Otherwise the later record wins, and optional
+# descriptions are filled in when the later record has them.
+_REOPENS = "(excluded.status = 'active' AND sessions.status <> 'active')"
+
+
+def upsert_session_sql(marks: Iterable[str]) -> str:
+    """The ``sessions`` upsert of a ``session_values`` row, its parameters spelled ``marks``
+    (the backend's placeholders, one per column)."""
+    return f"""
+INSERT INTO sessions (id, user_id, pipeline, source, piece, genre, target_tempo, sample_rate,
+                      channels, started_at, ended_at, duration_s, status, frames_processed)
+VALUES ({", ".join(marks)})
+ON CONFLICT (id) DO UPDATE SET
+    user_id = COALESCE(excluded.user_id, sessions.user_id),
+    piece = COALESCE(excluded.piece, sessions.piece),
+    genre = COALESCE(excluded.genre, sessions.genre),
+    target_tempo = COALESCE(excluded.target_tempo, sessions.target_tempo),
+    status = CASE WHEN {_REOPENS} THEN sessions.status ELSE excluded.status END,
+    ended_at = CASE WHEN {_REOPENS} THEN sessions.ended_at ELSE excluded.ended_at END,
+    duration_s = CASE WHEN {_REOPENS} THEN sessions.duration_s ELSE excluded.duration_s END,
+    frames_processed = CASE WHEN {_REOPENS} THEN sessions.frames_processed
+                            ELSE excluded.frames_processed END
+"""
 
 
 def session_values(

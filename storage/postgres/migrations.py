@@ -52,6 +52,8 @@ async def apply(conn: asyncpg.Connection, where: str) -> list[int]:
         return []
     applied: list[int] = []
     for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             await conn.execute(_CREATE_LEDGER)

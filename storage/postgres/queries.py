@@ -33,6 +33,7 @@ from ..common import (
     session_values,
     stored_events,
     unknown_sessions,
+    upsert_session_sql,
     user_stats_dict,
     utc_day,
 )
@@ -62,23 +63,8 @@ ON CONFLICT (name) DO NOTHING
 """
 _USER_IDS = "SELECT name, id FROM users WHERE name = ANY($1::text[])"
 
-# A replayed start record ("active") must not reopen a session that already finished.
-_REOPENS = "(EXCLUDED.status = 'active' AND sessions.status <> 'active')"
-_UPSERT_SESSION = f"""
-INSERT INTO sessions (id, user_id, pipeline, source, piece, genre, target_tempo, sample_rate,
-                      channels, started_at, ended_at, duration_s, status, frames_processed)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT (id) DO UPDATE SET
-    user_id = COALESCE(EXCLUDED.user_id, sessions.user_id),
-    piece = COALESCE(EXCLUDED.piece, sessions.piece),
-    genre = COALESCE(EXCLUDED.genre, sessions.genre),
-    target_tempo = COALESCE(EXCLUDED.target_tempo, sessions.target_tempo),
-    status = CASE WHEN {_REOPENS} THEN sessions.status ELSE EXCLUDED.status END,
-    ended_at = CASE WHEN {_REOPENS} THEN sessions.ended_at ELSE EXCLUDED.ended_at END,
-    duration_s = CASE WHEN {_REOPENS} THEN sessions.duration_s ELSE EXCLUDED.duration_s END,
-    frames_processed = CASE WHEN {_REOPENS} THEN sessions.frames_processed
-                            ELSE EXCLUDED.frames_processed END
-"""
+_UPSERT_SESSION = upsert_session_sql(f"${i}" for i in range(1, 15))
+
 _UPSERT_PERFORMANCES = """
 INSERT INTO performances (id, session_id, sample_rate, channels, duration_s, recorded_at)
 SELECT id, id, sample_rate, channels, duration_s, started_at FROM sessions

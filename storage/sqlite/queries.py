@@ -9,6 +9,7 @@ from typing import Any
 from legato.storage import StorageError
 
 from ..common import (
+    RESULT_COLUMNS,
     SESSION_COLUMNS,
     check_limit,
     check_period,
@@ -99,10 +100,8 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
     session["events"] = stored_events(stored)
     result = next(
         conn.db.query(
-            """SELECT pitch_accuracy, timing_consistency, tempo_stability, dynamics_range_db,
-                      overall_score, notes, voiced_frames, counts, feedback, engine_version,
-                      processing_time_ms, created_at
-               FROM analysis_results WHERE session_id = ?""",
+            f"""SELECT {", ".join(RESULT_COLUMNS)}, created_at
+                FROM analysis_results WHERE session_id = ?""",
             (session_id,),
         ),
         None,

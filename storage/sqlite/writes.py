@@ -17,28 +17,11 @@ from ..common import (
     result_values,
     session_values,
     unknown_sessions,
+    upsert_session_sql,
 )
 from .times import iso, midnight, period_end
 
-# A replayed start record ("active") must not reopen a session that already finished: the
-# terminal status and its end figures stay. Otherwise the later record wins, and optional
-# descriptions are filled in when the later record has them.
-_REOPENS = "(excluded.status = 'active' AND sessions.status <> 'active')"
-_UPSERT_SESSION = f"""
-INSERT INTO sessions (id, user_id, pipeline, source, piece, genre, target_tempo, sample_rate,
-                      channels, started_at, ended_at, duration_s, status, frames_processed)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    user_id = COALESCE(excluded.user_id, sessions.user_id),
-    piece = COALESCE(excluded.piece, sessions.piece),
-    genre = COALESCE(excluded.genre, sessions.genre),
-    target_tempo = COALESCE(excluded.target_tempo, sessions.target_tempo),
-    status = CASE WHEN {_REOPENS} THEN sessions.status ELSE excluded.status END,
-    ended_at = CASE WHEN {_REOPENS} THEN sessions.ended_at ELSE excluded.ended_at END,
-    duration_s = CASE WHEN {_REOPENS} THEN sessions.duration_s ELSE excluded.duration_s END,
-    frames_processed = CASE WHEN {_REOPENS} THEN sessions.frames_processed
-                            ELSE excluded.frames_processed END
-"""
+_UPSERT_SESSION = upsert_session_sql("?" * 14)
 
 _UPSERT_PERFORMANCE = """
 INSERT INTO performances (id, session_id, sample_rate, channels, duration_s, recorded_at)
