@@ -379,6 +379,13 @@ def _literal_options(tp: Any) -> tuple[Any, ...]:
     return ()
 
 
+_LITERAL_FIELDS: dict[type, list[tuple[str, tuple[Any, ...]]]] = {
+    cls: [(f.name, opts) for f in attrs.fields(cls) if (opts := _literal_options(f.type))]
+    for cls in CLIENT_MESSAGES.values()
+}
+"""Each client message's fields limited to a set of values, and those values."""
+
+
 def parse_client_message(text: str) -> ClientMessage:
     """Decode one JSON text frame from a client; any problem raises ProtocolError."""
     try:
@@ -396,15 +403,13 @@ def parse_client_message(text: str) -> ClientMessage:
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r} (known: {known})"
         )
-    for field in attrs.fields(cls):
-        options = _literal_options(field.type)
-        value = raw.get(field.name)
-        if options and value is not None and value not in options:
+    for name, options in _LITERAL_FIELDS[cls]:
+        value = raw.get(name)
+        if value is not None and value not in options:
             allowed = ", ".join(repr(o) for o in options)
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE,
-                f"invalid {kind!r} message: {field.name} must be one of {allowed},"
-                f" got {raw[field.name]!r}",
+                f"invalid {kind!r} message: {name} must be one of {allowed}, got {value!r}",
             )
     try:
         return _strict.structure(raw, cls)

@@ -110,17 +110,7 @@ async def record_file(
                 practice.add(event)
                 result.events += 1
                 text = encode_event(result.events, event)
-                records.append(
-                    EventRecord(
-                        session_id,
-                        result.events,
-                        event["stage"],
-                        event["kind"],
-                        event["sample"],
-                        event["t"],
-                        text,
-                    )
-                )
+                records.append(EventRecord.of(session_id, result.events, event, text))
             recorder.events(records)
 
         recorder.session_started(row("active"))

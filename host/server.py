@@ -538,20 +538,8 @@ class Server:
             await session.changed.wait()
 
     async def _deliver_summary(self, ws: WebSocketConnection, session: Session) -> None:
-        s = session.summary or {}
-        await ws.send_message(
-            encode(
-                Summary(
-                    session_id=session.id,
-                    status=s.get("status", session.state.value),
-                    samples=s.get("samples", 0),
-                    duration_s=s.get("duration_s", 0.0),
-                    practice=s.get("practice", {}),
-                    stages=s.get("stages", {}),
-                    stats=session.stats(),
-                )
-            )
-        )
+        assert session.summary is not None  # set before the session is finished
+        await ws.send_message(encode(Summary(**session.summary, stats=session.stats())))
         session.summary_delivered = True
         self._forget(session)
         code = CloseCode.GOING_AWAY if self.shutting_down else CloseCode.NORMAL

@@ -7,10 +7,10 @@ and are handed to the recorder (when the server keeps history) from the analysis
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -74,11 +74,11 @@ class EventLog:
         self.capacity = capacity
         self.last_seq = 0
 
-    def append(self, encode: Callable[[int], str], sent_seq: int) -> tuple[int, str, bool]:
+    def append(self, event: Event, sent_seq: int) -> tuple[int, str, bool]:
         """Add one event; returns its seq, its encoding and whether an unsent event had to be
         dropped."""
         self.last_seq += 1
-        text = encode(self.last_seq)
+        text = encode_event(self.last_seq, event)
         self.entries.append((self.last_seq, text))
         dropped = False
         if len(self.entries) > self.capacity:
@@ -86,13 +86,13 @@ class EventLog:
             dropped = old_seq > sent_seq
         return self.last_seq, text, dropped
 
-    def after(self, seq: int) -> list[tuple[int, str]]:
-        """Entries with sequence number greater than ``seq`` that are still held."""
+    def after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` entries with sequence number greater than ``seq`` that are still
+        held."""
         if not self.entries or seq >= self.last_seq:
             return []
-        first = self.entries[0][0]
-        start = max(0, seq + 1 - first)
-        return [self.entries[i] for i in range(start, len(self.entries))]
+        start = max(0, seq + 1 - self.entries[0][0])
+        return list(itertools.islice(self.entries, start, start + limit))
 
     def forget_sent(self, sent_seq: int, keep: int) -> None:
         """Drop sent entries beyond the newest ``keep`` of them, bounding memory."""
@@ -307,21 +307,9 @@ class Session:
         records: list[EventRecord] = []
         for event in events:
             self.practice.add(event)
-            seq, text, dropped = self.log.append(
-                lambda seq, e=event: encode_event(seq, e), self.sent_seq
-            )
+            seq, text, dropped = self.log.append(event, self.sent_seq)
             if self.recorder is not None:
-                records.append(
-                    EventRecord(
-                        self.id,
-                        seq,
-                        event["stage"],
-                        event["kind"],
-                        event["sample"],
-                        event["t"],
-                        text,
-                    )
-                )
+                records.append(EventRecord.of(self.id, seq, event, text))
             self.counters.events_produced += 1
             if dropped:
                 self.counters.events_dropped += 1
@@ -345,7 +333,7 @@ class Session:
     def take_unsent(self, limit: int) -> tuple[list[str], int, int]:
         """Up to ``limit`` encoded events not yet sent, the seq of the last one, and the samples
         analysed so far (``through``)."""
-        entries = self.log.after(self.sent_seq)[:limit]
+        entries = self.log.after(self.sent_seq, limit)
         last = entries[-1][0] if entries else self.sent_seq
         return [text for _, text in entries], last, self.counters.samples_analysed
 

@@ -70,6 +70,13 @@ class EventRecord:
     t: float
     data: str
 
+    @classmethod
+    def of(cls, session_id: str, seq: int, event: dict[str, Any], data: str) -> EventRecord:
+        """The record of an event (in the public contract) whose JSON text is ``data``."""
+        return cls(
+            session_id, seq, event["stage"], event["kind"], event["sample"], event["t"], data
+        )
+
 
 @attrs.frozen
 class ResultRecord:
