@@ -92,10 +92,9 @@ def _record_run(
 
     from .runner import RunInfo, record_file
     from .server import open_recorder
-    from .storage import open_storage
 
     logging.basicConfig(level=logging.WARNING, format="legato: %(message)s", stream=sys.stderr)
-    storage = open_storage(args.db or config.storage.url, registry, config.storage.params)
+    storage = config.storage.open(registry, args.db)
     info = RunInfo(user=args.user, piece=args.piece)
 
     async def main() -> RunResult:
@@ -120,7 +119,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
     from .server import serve
-    from .storage import open_storage
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
@@ -128,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry()
     config = load_config(args.config, registry)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    storage = open_storage(args.db or config.storage.url, registry, config.storage.params)
+    storage = config.storage.open(registry, args.db)
     try:
         trio.run(serve, config, attrs.evolve(config.server, **overrides), storage)
     except OSError as exc:
@@ -173,24 +171,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from . import fingerprint_cmd
-    from .storage import Storage, open_storage
+    from .dbcli import open_storage_for
 
-    def storage() -> Storage:
-        registry = _registry()
-        if args.db is not None and args.config is None:
-            return open_storage(args.db, registry)
-        config = load_config(args.config, registry).storage
-        return open_storage(args.db or config.url, registry, config.params)
-
-    return fingerprint_cmd.run(args, storage)
+    return fingerprint_cmd.run(args, lambda: open_storage_for(args))
 
 
 def cmd_master(args: argparse.Namespace) -> int:
     from . import master_cmd
-    from .storage import DEFAULT_URL, open_storage
+    from .dbcli import open_storage_for
 
     registry = _registry()
-    return master_cmd.main(args, registry, open_storage(args.db or DEFAULT_URL, registry))
+    return master_cmd.main(args, registry, open_storage_for(args, registry))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--db",
         metavar="URL",
-        help="database for the fingerprints (default: sqlite:///legato.db)",
+        help="database for the fingerprints (default: [storage] url, else sqlite:///legato.db)",
     )
+    p.add_argument("--config", help="TOML config whose [storage] table to use")
     p.add_argument(
         "--no-sidecar",
         action="store_true",

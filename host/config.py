@@ -22,7 +22,7 @@ from .params import ParamsInvalid, build_params, structure
 from .registry import Registry
 from .settings import ServerSettings
 from .stage import StageType
-from .storage import DEFAULT_URL, StorageError, scheme_of
+from .storage import DEFAULT_URL, Storage, StorageError, open_storage, scheme_of
 from .tomlpos import key_lines, line_of
 
 SOURCE = "audio"
@@ -79,6 +79,11 @@ class StorageConfig:
 
     url: str = DEFAULT_URL
     params: Any = None
+
+    def open(self, registry: Registry, url: str | None = None) -> Storage:
+        """The storage for ``url`` (a ``--db`` override) or this table's URL; the table's
+        params apply when they belong to the backend the URL selects."""
+        return open_storage(url or self.url, registry, self.params)
 
 
 @attrs.frozen

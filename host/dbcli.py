@@ -16,7 +16,8 @@ from typing import Any
 
 import trio
 
-from .storage import Storage, open_storage
+from .registry import Registry
+from .storage import Storage
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -32,21 +33,18 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _open(args: argparse.Namespace) -> Storage:
-    """The Storage for ``--db`` (with the config's params when it is the same backend) or for
-    the config's ``[storage]`` table."""
+def open_storage_for(args: argparse.Namespace, registry: Registry | None = None) -> Storage:
+    """The Storage for ``--db`` or the ``[storage]`` table of ``--config`` (every command that
+    takes both opens its database this way)."""
     from .cli import _registry
     from .config import load_config
 
-    registry = _registry()
-    if args.db is not None and args.config is None:
-        return open_storage(args.db, registry)
-    storage = load_config(args.config, registry).storage
-    return open_storage(args.db or storage.url, registry, storage.params)
+    registry = registry or _registry()
+    return load_config(args.config, registry).storage.open(registry, args.db)
 
 
 def _run(args: argparse.Namespace, query: Callable[[Storage], Awaitable[Any]]) -> int:
-    storage = _open(args)
+    storage = open_storage_for(args)
 
     async def main() -> Any:
         await storage.connect()
@@ -61,7 +59,7 @@ def _run(args: argparse.Namespace, query: Callable[[Storage], Awaitable[Any]]) -
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    storage = _open(args)
+    storage = open_storage_for(args)
 
     async def main() -> dict[str, Any]:
         await storage.connect()
