@@ -40,14 +40,25 @@ class AudioFile:
 
     def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
         """Yield (n, channels) float32 blocks until the end of the file."""
+        while True:
+            block = self.read(frames)
+            if block.shape[0] == 0:
+                return
+            yield block
+
+    def read(self, frames: int = BLOCK_FRAMES) -> np.ndarray:
+        """The next (n <= frames, channels) float32 block; n is 0 at the end of the file."""
         try:
-            while True:
-                block = self._file.read(frames, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    return
-                yield block
+            return self._file.read(frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise LegatoError(f"{self.path}: read error: {exc}") from None
+
+    def seek(self, frame: int) -> None:
+        """Continue reading at ``frame`` (0 to ``frames``)."""
+        try:
+            self._file.seek(frame)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise LegatoError(f"{self.path}: cannot seek to frame {frame}: {exc}") from None
 
     def close(self) -> None:
         self._file.close()

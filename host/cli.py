@@ -118,6 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import attrs
     import trio
 
+    from .library import Library
     from .server import serve
 
     logging.basicConfig(
@@ -126,9 +127,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry()
     config = load_config(args.config, registry)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    folder = args.library or config.library.path
+    library = Library(folder) if folder else None
+    if library is None and any(p.plays_tracks for p in config.pipelines.values()):
+        logging.getLogger("legato.server").warning(
+            "no track library: playback sessions are refused (give --library DIR or set"
+            " [library] path)"
+        )
     storage = config.storage.open(registry, args.db)
     try:
-        trio.run(serve, config, attrs.evolve(config.server, **overrides), storage)
+        trio.run(serve, config, attrs.evolve(config.server, **overrides), storage, library)
     except OSError as exc:
         raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
     return 0
@@ -184,6 +192,12 @@ def cmd_master(args: argparse.Namespace) -> int:
     return master_cmd.main(args, registry, open_storage_for(args, registry))
 
 
+def cmd_play(args: argparse.Namespace) -> int:
+    from . import play_cmd
+
+    return play_cmd.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="legato", description="A plugin-based, real-time audio engine host."
@@ -207,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         metavar="URL",
         help="database for session history (default: [storage] url, else sqlite:///legato.db)",
+    )
+    p.add_argument(
+        "--library",
+        metavar="DIR",
+        help="folder of tracks for playback pipelines (default: [library] path; none: playback"
+        " is refused)",
     )
     p.set_defaults(func=cmd_serve)
 
@@ -306,6 +326,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a fingerprint generation (default %(default)g)",
     )
     p.set_defaults(func=cmd_master)
+
+    p = sub.add_parser(
+        "play",
+        help="play a library track from a server (mastered) into a file, report as JSON",
+        description="Start a playback session for TRACK (its path relative to the server's"
+        " library), receive the PCM it streams with credit-based flow control, and write it"
+        " to OUTPUT (format by extension, as for `legato master`). Prints one JSON object:"
+        " the server's track message (class, fingerprint tier, loudness and crest before and"
+        " expected after), frames written, time to the first block, and the summary.",
+    )
+    p.add_argument("track", metavar="TRACK", help="track id: path relative to the library")
+    p.add_argument("output", metavar="OUTPUT", help="audio file to write")
+    p.add_argument("--url", default="ws://127.0.0.1:8765/", help="server (default %(default)s)")
+    p.add_argument("--pipeline", default="playback", help="pipeline (default: playback)")
+    p.add_argument(
+        "--format", choices=("f32le", "s16le"), default="f32le", help="PCM format to receive"
+    )
+    p.add_argument("--seek", type=float, metavar="S", help="start this many seconds in")
+    p.set_defaults(func=cmd_play)
     add_db_commands(sub)
     return parser
 

@@ -13,11 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from .errors import LegatoError
+from .library import LibrarySettings
 from .params import ParamsInvalid, build_params, structure
 from .registry import Registry
 from .settings import ServerSettings
@@ -28,8 +29,14 @@ from .tomlpos import key_lines, line_of
 SOURCE = "audio"
 """The input name that stands for a session's (or file's) incoming audio."""
 
-TOP_LEVEL_KEYS = ("pipelines", "server", "storage")
-PIPELINE_KEYS = ("doc", "stages")
+T = TypeVar("T")
+
+SOURCES = (SOURCE, "library")
+"""Where a pipeline's audio comes from: the client (live sessions, files) or a library track
+(playback sessions, whose ``output`` stage's audio is streamed back)."""
+
+TOP_LEVEL_KEYS = ("pipelines", "server", "storage", "library")
+PIPELINE_KEYS = ("doc", "stages", "source", "output")
 STAGE_KEYS = ("type", "inputs")
 
 
@@ -65,11 +72,19 @@ class StageConfig:
 
 @attrs.frozen
 class Pipeline:
-    """A validated pipeline; ``stages`` is in topological order (inputs before consumers)."""
+    """A validated pipeline; ``stages`` is in topological order (inputs before consumers).
+    ``source`` is ``audio`` (the client sends it) or ``library`` (a track is played: ``output``
+    names the stage whose audio the client receives)."""
 
     name: str
     doc: str
     stages: tuple[StageConfig, ...]
+    source: str = SOURCE
+    output: str | None = None
+
+    @property
+    def plays_tracks(self) -> bool:
+        return self.source == "library"
 
 
 @attrs.frozen
@@ -92,6 +107,7 @@ class Config:
     pipelines: Mapping[str, Pipeline]
     server: ServerSettings = attrs.field(factory=ServerSettings)
     storage: StorageConfig = attrs.field(factory=StorageConfig)
+    library: LibrarySettings = attrs.field(factory=LibrarySettings)
 
     def pipeline(self, name: str) -> Pipeline:
         try:
@@ -128,18 +144,19 @@ class _Checker:
             if key not in allowed:
                 self.issue(at + (key,), f"unknown key{_suggest(key, allowed)}")
 
-    def server(self, table: Any) -> ServerSettings:
+    def settings(self, name: str, cls: type[T], table: Any) -> T:
+        """A settings table (``[server]``, ``[library]``) as ``cls``; its defaults when absent."""
         if table is None:
-            return ServerSettings()
+            return cls()
         if not isinstance(table, dict):
-            self.issue(("server",), "must be a table of settings")
-            return ServerSettings()
+            self.issue((name,), "must be a table of settings")
+            return cls()
         try:
-            return structure(ServerSettings, table, "[server]")
+            return structure(cls, table, f"[{name}]")
         except ParamsInvalid as exc:
             for err in exc.errors:
-                self.issue(("server",) + ((err.key,) if err.key else ()), err.message)
-            return ServerSettings()
+                self.issue((name,) + ((err.key,) if err.key else ()), err.message)
+            return cls()
 
     def storage(self, table: Any) -> StorageConfig:
         if table is None:
@@ -210,7 +227,50 @@ class _Checker:
         ordered = self.graph(at, stages, set(stages_table))
         if len(self.issues) > before or ordered is None:
             return None
-        return Pipeline(name=name, doc=doc if isinstance(doc, str) else "", stages=ordered)
+        source, output = self.source_and_output(at, table, ordered)
+        if len(self.issues) > before:
+            return None
+        return Pipeline(
+            name=name,
+            doc=doc if isinstance(doc, str) else "",
+            stages=ordered,
+            source=source,
+            output=output,
+        )
+
+    def source_and_output(
+        self, at: tuple[str, ...], table: Mapping[str, Any], stages: tuple[StageConfig, ...]
+    ) -> tuple[str, str | None]:
+        """The pipeline's ``source``, and for a library pipeline the stage whose audio is
+        played: ``output``, or by default the last stage producing audio."""
+        source = table.get("source", SOURCE)
+        if source not in SOURCES:
+            options = " or ".join(repr(s) for s in SOURCES)
+            self.issue(at + ("source",), f"must be {options}, got {source!r}")
+            return SOURCE, None
+        output = table.get("output")
+        if source != "library":
+            if output is not None:
+                self.issue(at + ("output",), 'only a pipeline with source = "library" plays audio')
+            return source, None
+        audio_stages = [s.id for s in stages if s.type.produces_audio]
+        if output is None:
+            if not audio_stages:
+                self.issue(
+                    at + ("stages",),
+                    "a library pipeline plays the audio of a stage that produces audio (such as"
+                    " lwrp_master); it has none",
+                )
+                return source, None
+            return source, audio_stages[-1]
+        if not isinstance(output, str) or output not in audio_stages:
+            self.issue(
+                at + ("output",),
+                f"must name a stage of this pipeline that produces audio"
+                f" ({', '.join(audio_stages) or 'it has none'}), got {output!r}",
+            )
+            return source, None
+        return source, output
 
     def stage(self, at: tuple[str, ...], stage_id: str, table: Any) -> StageConfig | None:
         if stage_id == SOURCE:
@@ -320,11 +380,14 @@ def parse_config(text: str, source: str, registry: Registry) -> Config:
         raise ConfigError(source, [ConfigIssue("", f"invalid TOML: {exc}", line)]) from None
     checker = _Checker(text, registry)
     pipelines = checker.config(doc)
-    server = checker.server(doc.get("server"))
+    server = checker.settings("server", ServerSettings, doc.get("server"))
     storage = checker.storage(doc.get("storage"))
+    library = checker.settings("library", LibrarySettings, doc.get("library"))
     if checker.issues:
         raise ConfigError(source, checker.issues)
-    return Config(source=source, pipelines=pipelines, server=server, storage=storage)
+    return Config(
+        source=source, pipelines=pipelines, server=server, storage=storage, library=library
+    )
 
 
 def load_config(path: str | Path | None, registry: Registry) -> Config:

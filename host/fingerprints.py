@@ -20,6 +20,7 @@ finish on their own and the results are dropped.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 from collections import Counter
@@ -292,6 +293,22 @@ class FingerprintCache:
         self.counts[tier] += 1
         fingerprint = None if record is None else Fingerprint(record.values, record.version)
         return FingerprintResult(fingerprint, tier, "; ".join(reasons))
+
+
+def track_measurements(result: FingerprintResult) -> dict[str, float]:
+    """The measurements a mastering stage takes from a track's fingerprint (``integrated_lufs``,
+    ``crest_db``); a value outside the stage's range (e.g. a silent track's loudness) is left
+    out, so the stage plans from what is known."""
+    fp = result.fingerprint
+    if fp is None:
+        return {}
+    params: dict[str, float] = {}
+    lufs, crest = fp["loudness_lufs"], fp["crest_db"]
+    if math.isfinite(lufs) and -70.0 <= lufs <= 10.0:
+        params["integrated_lufs"] = lufs
+    if math.isfinite(crest) and 0.0 <= crest <= 60.0:
+        params["crest_db"] = crest
+    return params
 
 
 @asynccontextmanager

@@ -38,18 +38,41 @@ class Graph:
 
     def process(self, block: np.ndarray) -> list[Event]:
         """Feed one block of interleaved audio, shape (frames, channels), any length."""
+        return self._run(self._checked(block), finishing=False)[1]
+
+    def finish(self) -> list[Event]:
+        """End of stream: flush audio stages' tails downstream, then every stage's summaries."""
+        return self._run(None, finishing=True)[1]
+
+    def render(self, block: np.ndarray) -> tuple[np.ndarray, list[Event]]:
+        """``process``, also returning the audio the pipeline's ``output`` stage made ready."""
+        outputs, events = self._run(self._checked(block), finishing=False)
+        return self._output(outputs), events
+
+    def render_finish(self) -> tuple[np.ndarray, list[Event]]:
+        """``finish``, also returning the rest of the ``output`` stage's audio."""
+        outputs, events = self._run(None, finishing=True)
+        return self._output(outputs), events
+
+    def _checked(self, block: np.ndarray) -> np.ndarray:
         block = np.ascontiguousarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[1] != self.format.channels:
             raise ValueError(
                 f"expected audio of shape (frames, {self.format.channels}), got {block.shape}"
             )
-        return self._run(block, finishing=False)
+        return block
 
-    def finish(self) -> list[Event]:
-        """End of stream: flush audio stages' tails downstream, then every stage's summaries."""
-        return self._run(None, finishing=True)
+    def _output(self, outputs: dict[str, np.ndarray | None]) -> np.ndarray:
+        if self.pipeline.output is None:
+            raise LegatoError(f"pipeline {self.pipeline.name!r} has no output stage")
+        audio = outputs[self.pipeline.output]
+        if audio is None:
+            return np.zeros((0, self.format.channels), dtype=np.float32)
+        return audio.reshape(-1, self.format.channels)
 
-    def _run(self, block: np.ndarray | None, finishing: bool) -> list[Event]:
+    def _run(
+        self, block: np.ndarray | None, finishing: bool
+    ) -> tuple[dict[str, np.ndarray | None], list[Event]]:
         outputs: dict[str, np.ndarray | None] = {SOURCE: block}
         mixes: dict[str, np.ndarray] = {}
         events: list[Event] = []
@@ -77,7 +100,7 @@ class Graph:
                 if finishing:
                     raw = raw + node.stage.finish()
             events.extend(self._decorate(node.id, raw))
-        return events
+        return outputs, events
 
     def _decorate(self, stage_id: str, raw: list[Event]) -> list[Event]:
         rate = self.format.sample_rate

@@ -26,7 +26,7 @@ import trio
 
 from .audio import BLOCK_FRAMES, AudioFile
 from .errors import LegatoError
-from .fingerprints import FingerprintResult, open_fingerprint_cache
+from .fingerprints import FingerprintResult, open_fingerprint_cache, track_measurements
 from .params import build_params
 from .registry import Registry
 from .stage import Stage, StreamFormat
@@ -62,21 +62,6 @@ def output_format(path: Path) -> tuple[str, str]:
     if chosen[1] not in sf.available_subtypes(chosen[0]):
         raise LegatoError(f"{path}: this libsndfile cannot write {chosen[1]} {chosen[0]} files")
     return chosen
-
-
-def master_params(result: FingerprintResult) -> dict[str, float]:
-    """The stage's track measurements from a fingerprint; a value outside the stage's range
-    (e.g. a silent track's loudness) is left unset, so the stage plans from what is known."""
-    fp = result.fingerprint
-    if fp is None:
-        return {}
-    params: dict[str, float] = {}
-    lufs, crest = fp["loudness_lufs"], fp["crest_db"]
-    if math.isfinite(lufs) and -70.0 <= lufs <= 10.0:
-        params["integrated_lufs"] = lufs
-    if math.isfinite(crest) and 0.0 <= crest <= 60.0:
-        params["crest_db"] = crest
-    return params
 
 
 def make_stage(registry: Registry, name: str, fmt: StreamFormat, **params: Any) -> Stage:
@@ -157,7 +142,7 @@ def measure_file(registry: Registry, path: Path) -> dict[str, Any]:
         return _summary(meter.finish())
 
 
-def _temp_beside(path: Path) -> Path:
+def temp_beside(path: Path) -> Path:
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     except OSError as exc:
@@ -180,8 +165,8 @@ def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -
         raise LegatoError(f"{out_path}: is a directory")
     with AudioFile(source_path) as source:
         result = trio.run(lookup, source_path, storage, args.timeout, not args.no_sidecar)
-        params = master_params(result)
-        temp = _temp_beside(out_path)
+        params = track_measurements(result)
+        temp = temp_beside(out_path)
         try:
             try:
                 sink = sf.SoundFile(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
+from cattrs.gen import make_dict_unstructure_fn, override
 
 PROTOCOL_VERSION = 1
 SAMPLE_FORMATS = {"f32le": 4, "s16le": 2}
@@ -47,6 +48,12 @@ class ErrorCode:
     HISTORY_BUSY = "history_busy"
     NO_USER = "no_user"
     UNKNOWN_SESSION = "unknown_session"
+    NO_LIBRARY = "no_library"
+    UNKNOWN_TRACK = "unknown_track"
+    TRACK_REFUSED = "track_refused"
+    BAD_SEEK = "bad_seek"
+    NOT_PLAYBACK = "not_playback"
+    NOT_LIVE = "not_live"
     INTERNAL = "internal_error"
 
 
@@ -94,22 +101,41 @@ def _short_text(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
         raise ValueError(f"{attribute.name} must be 1 to 200 characters")
 
 
+def _track_id(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not 0 < len(value) <= MAX_TRACK_ID:
+        raise ValueError(f"{attribute.name} must be 1 to {MAX_TRACK_ID} characters")
+
+
+MAX_TRACK_ID = 4096
+"""Longest track id (a path relative to the library; PATH_MAX on Linux)."""
+MAX_CREDIT = 1 << 31
+"""Most frames one ``credit`` may grant, and most a playback session holds at once."""
+
+
 # ---- client -> server -------------------------------------------------------------------
 
 
 @attrs.frozen
 class Start:
-    """Begin a session: which pipeline, and the audio format of the binary frames to follow."""
+    """Begin a session: which pipeline, and the audio format of the binary frames to follow
+    (live pipelines) or the track to play and the PCM format to send it in (playback
+    pipelines: the rate and channels are the track's)."""
 
     pipeline: str = attrs.field(validator=_short_text)
-    sample_rate: int = attrs.field(
-        validator=attrs.validators.and_(attrs.validators.ge(8000), attrs.validators.le(384000))
+    sample_rate: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.ge(8000), attrs.validators.le(384000)]
+        ),
     )
     format: Literal["f32le", "s16le"] = "f32le"
-    channels: int = attrs.field(
-        default=1,
-        validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(MAX_CHANNELS)),
+    channels: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.ge(1), attrs.validators.le(MAX_CHANNELS)]
+        ),
     )
+    track: str | None = attrs.field(default=None, validator=_track_id)
     user: str | None = attrs.field(default=None, validator=_short_text)
     piece: str | None = attrs.field(default=None, validator=_short_text)
     genre: str | None = attrs.field(default=None, validator=_short_text)
@@ -145,6 +171,20 @@ class Resume:
     session_id: str
     token: str
     last_seq: int = attrs.field(validator=attrs.validators.ge(0))
+
+
+@attrs.frozen
+class Credit:
+    """Playback: the client can take ``frames`` more frames of PCM."""
+
+    frames: int = attrs.field(validator=[attrs.validators.ge(1), attrs.validators.le(MAX_CREDIT)])
+
+
+@attrs.frozen
+class Seek:
+    """Playback: continue from ``frame`` (frames from the track's start)."""
+
+    frame: int = attrs.field(validator=attrs.validators.ge(0))
 
 
 HISTORY_QUERIES = {
@@ -204,12 +244,14 @@ CLIENT_MESSAGES: dict[str, type] = {
     "end": End,
     "resume": Resume,
     "history": History,
+    "credit": Credit,
+    "seek": Seek,
 }
 
 for _cls in CLIENT_MESSAGES.values():
     attrs.resolve_types(_cls)
 
-ClientMessage = Start | Audio | Ping | StatsRequest | End | Resume | History
+ClientMessage = Start | Audio | Ping | StatsRequest | End | Resume | History | Credit | Seek
 
 
 # ---- server -> client -------------------------------------------------------------------
@@ -287,6 +329,7 @@ class Stats:
     events_unsaved: int
     latency_ms: dict[str, float | None]
     queues: dict[str, int]
+    playback: dict[str, int] | None = None
 
 
 @attrs.frozen
@@ -309,6 +352,45 @@ class HistoryReply:
     result: Any
 
 
+@attrs.frozen
+class Measures:
+    integrated_lufs: float | None
+    crest_db: float | None
+    true_peak_dbtp: float | None
+
+
+@attrs.frozen
+class Track:
+    """Playback: the track about to be streamed and how it will be mastered."""
+
+    track: str
+    frames: int
+    duration_s: float
+    sample_rate: int
+    channels: int
+    format: str
+    fingerprint_tier: str
+    fingerprint_reason: str
+    lwrp_class: str | None  # sent as "class"
+    mastering: dict[str, Any] | None
+    before: Measures
+    expected_after: Measures
+
+
+@attrs.frozen
+class Seeked:
+    """Playback: binary frames after this message start at ``frame``."""
+
+    frame: int
+
+
+@attrs.frozen
+class TrackEnd:
+    """Playback: the last frame of the track has been sent."""
+
+    frames: int
+
+
 SERVER_MESSAGES: dict[type, str] = {
     Hello: "hello",
     Started: "started",
@@ -319,6 +401,9 @@ SERVER_MESSAGES: dict[type, str] = {
     Stats: "stats",
     Summary: "summary",
     HistoryReply: "history",
+    Track: "track",
+    Seeked: "seeked",
+    TrackEnd: "track_end",
 }
 
 # ---- conversion ---------------------------------------------------------------------------
@@ -432,6 +517,10 @@ def decode_audio_json(message: Audio) -> bytes:
 
 
 _plain = cattrs.Converter()
+_plain.register_unstructure_hook(
+    Track,
+    make_dict_unstructure_fn(Track, _plain, lwrp_class=override(rename="class")),
+)
 
 
 def encode(message: Any) -> str:

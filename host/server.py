@@ -19,17 +19,23 @@ import time
 import uuid
 from typing import Any
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from . import __version__
-from .config import Config
+from .audio import AudioFile
+from .config import Config, Pipeline
 from .errors import LegatoError
+from .fingerprints import FingerprintCache, track_measurements
+from .library import Library, TrackRefused, UnknownTrack
+from .playback import PlaybackSession, with_track_measurements
 from .protocol import (
     PROTOCOL_VERSION,
     SAMPLE_FORMATS,
     Audio,
     CloseCode,
+    Credit,
     End,
     Error,
     ErrorCode,
@@ -42,6 +48,7 @@ from .protocol import (
     ProtocolError,
     Resume,
     Resumed,
+    Seek,
     ServerShutdown,
     Start,
     Started,
@@ -86,10 +93,13 @@ class Server:
         config: Config,
         settings: ServerSettings | None = None,
         recorder: Recorder | None = None,
+        library: Library | None = None,
     ) -> None:
         self.config = config
         self.settings = settings or config.server
         self.recorder = recorder
+        self.library = library
+        self.fingerprints: FingerprintCache | None = None
         self.sessions: dict[str, Session] = {}
         self.shutting_down = False
         self.port: int | None = None
@@ -105,6 +115,13 @@ class Server:
             self._root = root
             if self.recorder is not None:
                 await root.start(self.recorder.run)
+            if self.library is not None:
+                self.fingerprints = FingerprintCache(
+                    None if self.recorder is None else self.recorder.storage,
+                    self.config.library.fingerprint_timeout_s,
+                    sidecars=self.config.library.sidecars,
+                )
+                await root.start(self.fingerprints.run)
             async with trio.open_nursery() as handlers:
                 listener = await root.start(self._listen, handlers)
                 self.port = listener.port
@@ -264,15 +281,17 @@ class Server:
             pipeline = self.config.pipeline(start.pipeline)
         except LegatoError as exc:
             raise ProtocolError(ErrorCode.UNKNOWN_PIPELINE, str(exc)) from None
-        try:
-            session = Session(start, pipeline, self.settings, session_id, token, self.recorder)
-        except LegatoError as exc:
-            raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
+        if pipeline.plays_tracks:
+            session: Session = await self._playback(start, pipeline, session_id, token)
+        else:
+            session = self._live(start, pipeline, session_id, token)
         self.sessions[session.id] = session
         assert self._root is not None
         self._root.start_soon(self._analyse, session)
+        start = session.start
         log.info(
-            "session %s started: pipeline=%s rate=%d format=%s channels=%d user=%s piece=%s",
+            "session %s started: pipeline=%s rate=%d format=%s channels=%d user=%s piece=%s"
+            " track=%s",
             session.id,
             start.pipeline,
             start.sample_rate,
@@ -280,8 +299,10 @@ class Server:
             start.channels,
             start.user,
             start.piece,
+            start.track,
         )
         stages = [{"id": s.id, "type": s.type.name} for s in pipeline.stages]
+        assert start.sample_rate is not None and start.channels is not None
         await ws.send_message(
             encode(
                 Started(
@@ -294,7 +315,91 @@ class Server:
                 )
             )
         )
+        if isinstance(session, PlaybackSession):
+            await ws.send_message(encode(session.track_message()))
         return session
+
+    def _live(self, start: Start, pipeline: Pipeline, session_id: str, token: str) -> Session:
+        if start.sample_rate is None:
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"invalid 'start' message: pipeline {pipeline.name!r} analyses the audio you send"
+                ": give its sample_rate",
+            )
+        if start.track is not None:
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"invalid 'start' message: pipeline {pipeline.name!r} analyses the audio you send"
+                "; `track` applies to playback pipelines",
+            )
+        start = attrs.evolve(start, channels=start.channels or 1)
+        try:
+            return Session(start, pipeline, self.settings, session_id, token, self.recorder)
+        except LegatoError as exc:
+            raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
+
+    async def _playback(
+        self, start: Start, pipeline: Pipeline, session_id: str, token: str
+    ) -> PlaybackSession:
+        """Open the track, find its fingerprint through the cache tiers, plan its mastering."""
+        if start.track is None:
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"invalid 'start' message: pipeline {pipeline.name!r} plays a library track:"
+                " give `track` (its path relative to the library)",
+            )
+        if self.library is None or self.fingerprints is None:
+            raise ProtocolError(
+                ErrorCode.NO_LIBRARY,
+                "this server has no track library (start it with --library DIR or set"
+                " [library] path)",
+            )
+        try:
+            path = self.library.resolve(start.track)
+            audio = AudioFile(path)
+        except TrackRefused as exc:
+            raise ProtocolError(ErrorCode.TRACK_REFUSED, str(exc)) from None
+        except UnknownTrack as exc:
+            raise ProtocolError(ErrorCode.UNKNOWN_TRACK, str(exc)) from None
+        except LegatoError as exc:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TRACK, f"track {start.track!r}: {exc}".replace(str(path), "")
+            ) from None
+        try:
+            fmt = audio.format
+            wrong = [
+                f"{name} {given} (the track has {actual})"
+                for name, given, actual in (
+                    ("sample_rate", start.sample_rate, fmt.sample_rate),
+                    ("channels", start.channels, fmt.channels),
+                )
+                if given is not None and given != actual
+            ]
+            if wrong:
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_FORMAT,
+                    f"track {start.track!r} plays at its own rate and channels, not "
+                    f"{', '.join(wrong)}: leave them out",
+                )
+            result = await self.fingerprints.lookup(path)
+            measurements = track_measurements(result)
+            start = attrs.evolve(start, sample_rate=fmt.sample_rate, channels=fmt.channels)
+            try:
+                return PlaybackSession(
+                    start,
+                    with_track_measurements(pipeline, measurements),
+                    self.settings,
+                    session_id,
+                    token,
+                    audio,
+                    (result.tier, result.reason),
+                    measurements,
+                )
+            except LegatoError as exc:
+                raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
+        except BaseException:
+            audio.close()
+            raise
 
     async def _resume(self, ws: WebSocketConnection, resume: Resume) -> Session | None:
         session = self.sessions.get(resume.session_id)
@@ -328,7 +433,7 @@ class Server:
                 Resumed(
                     session_id=session.id,
                     last_seq=session.log.last_seq,
-                    samples_received=session.counters.samples_received,
+                    samples_received=session.on_resume(),
                     replayed=replay,
                 )
             )
@@ -427,6 +532,10 @@ class Server:
                     await ws.send_message(encode(Pong(id=parsed.id)))
                 elif isinstance(parsed, StatsRequest):
                     await ws.send_message(encode(session.stats()))
+                elif isinstance(parsed, Credit):
+                    session.grant(parsed.frames)
+                elif isinstance(parsed, Seek):
+                    session.seek(parsed.frame)
                 elif isinstance(parsed, End):
                     await session.request_end()
                 elif isinstance(parsed, History):
@@ -531,6 +640,12 @@ class Server:
                     return  # the new connection replays from the client's last seq instead
                 session.mark_sent(last_seq, len(texts), through, time.perf_counter())
                 continue
+            output = session.next_output()
+            if output is not None:
+                await ws.send_message(output)
+                if session.connection_scope is not owner:
+                    return
+                continue
             if session.finished.is_set() and session.all_sent():
                 await self._deliver_summary(ws, session)
                 loops.cancel()
@@ -555,13 +670,17 @@ async def open_recorder(storage: Storage, settings: ServerSettings) -> Recorder:
 
 
 async def serve(
-    config: Config, settings: ServerSettings | None = None, storage: Storage | None = None
+    config: Config,
+    settings: ServerSettings | None = None,
+    storage: Storage | None = None,
+    library: Library | None = None,
 ) -> None:
     """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once).
-    With ``storage``, sessions are recorded in it."""
+    With ``storage``, sessions are recorded in it (and fingerprints looked up there); with
+    ``library``, playback pipelines serve its tracks."""
     settings = settings or config.server
     recorder = None if storage is None else await open_recorder(storage, settings)
-    server = Server(config, settings, recorder)
+    server = Server(config, settings, recorder, library)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
         await server.run()

@@ -224,6 +224,25 @@ class Session:
             self.outbox.append(encode(Error(code=code, message=message, continues=True)))
             self.wake()
 
+    def grant(self, frames: int) -> None:
+        """``credit``: only playback sessions send audio."""
+        raise ProtocolError(ErrorCode.NOT_PLAYBACK, self._not_playback("credit"))
+
+    def seek(self, frame: int) -> None:
+        """``seek``: only playback sessions have a position to move."""
+        raise ProtocolError(ErrorCode.NOT_PLAYBACK, self._not_playback("seek"))
+
+    def _not_playback(self, what: str) -> str:
+        return f"`{what}` applies to playback sessions; {self.pipeline.name!r} analyses live audio"
+
+    def on_resume(self) -> int:
+        """A new connection took over; the audio position it continues from."""
+        return self.counters.samples_received
+
+    def next_output(self) -> bytes | str | None:
+        """A message the session streams besides events (playback PCM); None for live ones."""
+        return None
+
     async def request_end(self) -> None:
         """No more audio: analysis finishes what is queued, then the summary is produced."""
         if not self.ending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -89,12 +90,17 @@ def split(data: np.ndarray, block_sizes: Iterable[int] | None) -> list[np.ndarra
 
 @asynccontextmanager
 async def running_server(
-    config: Config | None = None, storage_url: str | None = None, **settings: Any
+    config: Config | None = None,
+    storage_url: str | None = None,
+    library: str | Path | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Server]:
     """A real `legato serve` on an ephemeral port for the duration of the block (trio);
     ``settings`` override ``[server]`` values; with ``storage_url`` it records sessions in
-    that database (``server.recorder``). ``server_url(server)`` gives its address."""
+    that database (``server.recorder``); with ``library`` playback pipelines serve that
+    folder's tracks. ``server_url(server)`` gives its address."""
     from .config import load_config
+    from .library import Library
     from .server import Server, open_recorder
     from .storage import open_storage
 
@@ -104,7 +110,8 @@ async def running_server(
     if storage_url is not None:
         storage = open_storage(storage_url, registry())
         recorder = await open_recorder(storage, server_settings)
-    server = Server(config, server_settings, recorder)
+    folder = None if library is None else Library(library)
+    server = Server(config, server_settings, recorder, folder)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         try:

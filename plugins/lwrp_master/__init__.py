@@ -11,7 +11,7 @@ from legato.stage import OutputSpec, StageType
 
 from .kernel import MasterKernel
 from .params import MasterParams, check
-from .plan import MasteringPlan, plan_mastering
+from .plan import MasteringPlan, expected_after, plan_mastering
 from .stage import LwrpMaster
 
 LEGATO_API_VERSION = 1
@@ -22,6 +22,7 @@ __all__ = [
     "MasterKernel",
     "MasterParams",
     "MasteringPlan",
+    "expected_after",
     "plan_mastering",
 ]
 
@@ -51,8 +52,10 @@ LWRP_MASTER = StageType(
             doc=(
                 "Once, at sample 0: the track's class (compressed_loud, dynamic_loud, quiet, or "
                 "unknown when the measurements needed are missing: fallback is then true), the "
-                "static gain, the expander's amount (0 = off), the ceiling and the "
-                "measurements the plan used (None when unknown)."
+                "static gain, the expander's amount (0 = off), the ceiling, the "
+                "measurements the plan used (None when unknown) and the plan's static estimate "
+                "of the output's loudness, crest factor and true peak (input plus static "
+                "gain, peak held at the ceiling; the expander's further effect is left out)."
             ),
             rate="variable",
             fields={
@@ -63,6 +66,9 @@ LWRP_MASTER = StageType(
                 "ceiling_dbtp": "dBTP",
                 "integrated_lufs": "LUFS",
                 "crest_db": "dB",
+                "expected_integrated_lufs": "LUFS",
+                "expected_crest_db": "dB",
+                "expected_true_peak_dbtp": "dBTP",
             },
         ),
         OutputSpec(

@@ -81,3 +81,20 @@ def makeup_db(params: MasterParams) -> float:
         raise ValueError("makeup gain needs the integrated loudness")
     headroom = params.ceiling_dbtp + params.max_limiting_db - peak_dbtp(params)
     return max(0.0, min(params.target_lufs - lufs, params.max_makeup_db, headroom))
+
+
+def expected_after(params: MasterParams, plan: MasteringPlan) -> dict[str, float | None]:
+    """The plan's static estimate of the output's integrated loudness, crest factor and true
+    peak: the input's plus the static gain, the peak held at the ceiling (what the limiter
+    takes off the peak comes off the crest factor). The expander of a compressed-loud track is
+    left out: it lowers the loudness and raises the crest factor by a further amount that
+    depends on the music. None where the input's value is unknown."""
+    lufs, crest = known(params.integrated_lufs), known(params.crest_db)
+    measured = known(params.true_peak_dbtp) is not None or None not in (lufs, crest)
+    peak = peak_dbtp(params) + plan.gain_db if measured else None
+    over = 0.0 if peak is None else max(0.0, peak - params.ceiling_dbtp)
+    return {
+        "integrated_lufs": None if lufs is None else lufs + plan.gain_db,
+        "crest_db": None if crest is None else max(0.0, crest - over),
+        "true_peak_dbtp": params.ceiling_dbtp if peak is None else min(peak, params.ceiling_dbtp),
+    }

@@ -14,7 +14,7 @@ from legato.stage import Event, StreamFormat
 
 from .kernel import MasterKernel
 from .params import MasterParams
-from .plan import MasteringPlan, known, plan_mastering
+from .plan import MasteringPlan, expected_after, known, plan_mastering
 
 
 def _db(amplitude: float) -> float:
@@ -95,5 +95,6 @@ class LwrpMaster:
                 "ceiling_dbtp": params.ceiling_dbtp,
                 "integrated_lufs": known(params.integrated_lufs),
                 "crest_db": known(params.crest_db),
+                **{f"expected_{k}": v for k, v in expected_after(params, plan).items()},
             }
         ]

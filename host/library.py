@@ -1,0 +1,101 @@
+"""The track library that playback pipelines read from: one folder, tracks named by their path
+relative to it. A track id is checked before any file is opened: absolute paths, ``..`` and
+anything that resolves (through symlinks too) outside the folder are refused, so a client can
+read nothing but the library's own files."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import attrs
+
+from .errors import LegatoError
+from .fingerprints import DEFAULT_TIMEOUT_S
+from .protocol import MAX_TRACK_ID
+from .stage import param
+
+
+class TrackRefused(LegatoError):
+    """A track id that names something outside the library."""
+
+
+class UnknownTrack(LegatoError):
+    """A track id inside the library that names no readable file."""
+
+
+@attrs.frozen
+class LibrarySettings:
+    """The ``[library]`` table: the folder playback pipelines serve and how tracks' fingerprints
+    are found."""
+
+    path: str = param(
+        "",
+        doc="folder of the tracks playback pipelines stream (track ids are paths relative to"
+        " it); empty: no library, playback sessions are refused. `legato serve --library DIR`"
+        " overrides it",
+    )
+    fingerprint_timeout_s: float = param(
+        DEFAULT_TIMEOUT_S,
+        doc="longest wait for a track's fingerprint to be generated before playback starts with"
+        " the fallback mastering (the generation finishes in the background and is cached)",
+        unit="s",
+        min=0.1,
+        max=3600.0,
+    )
+    sidecars: bool = param(
+        True,
+        doc="read and write `.25d` fingerprint sidecars next to the tracks (false: the database"
+        " only, for a read-only library)",
+    )
+
+
+class Library:
+    """A library folder; ``resolve`` turns a client's track id into a file inside it."""
+
+    def __init__(self, folder: str | Path) -> None:
+        try:
+            self.root = Path(folder).expanduser().resolve(strict=True)
+        except OSError as exc:
+            raise LegatoError(f"library {folder}: {exc.strerror or exc}") from None
+        if not self.root.is_dir():
+            raise LegatoError(f"library {folder}: not a folder")
+
+    def resolve(self, track_id: str) -> Path:
+        """The file ``track_id`` names. TrackRefused for ids that are not plain relative paths
+        or that lead outside the folder; UnknownTrack for ids naming no regular file."""
+        problem = _id_problem(track_id)
+        if problem is not None:
+            raise TrackRefused(f"track {track_id[:200]!r} refused: {problem}")
+        candidate = self.root / track_id
+        try:
+            resolved = candidate.resolve(strict=True)
+        except FileNotFoundError:
+            raise UnknownTrack(f"track {track_id!r}: no such file in the library") from None
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            reason = getattr(exc, "strerror", None) or exc
+            raise UnknownTrack(f"track {track_id!r}: {reason}") from None
+        if not resolved.is_relative_to(self.root):
+            raise TrackRefused(
+                f"track {track_id!r} refused: it leads outside the library (through a symlink)"
+            )
+        if not resolved.is_file():
+            raise UnknownTrack(f"track {track_id!r}: not a file")
+        return resolved
+
+
+def _id_problem(track_id: str) -> str | None:
+    """Why ``track_id`` is not a plain relative path, or None."""
+    if not track_id:
+        return "empty"
+    if len(track_id) > MAX_TRACK_ID:
+        return f"longer than {MAX_TRACK_ID} characters"
+    if "\x00" in track_id:
+        return "contains a NUL character"
+    if "\\" in track_id:
+        return "contains a backslash (separate folders with /)"
+    path = PurePosixPath(track_id)
+    if path.is_absolute():
+        return "absolute path (track ids are relative to the library)"
+    if ".." in path.parts:
+        return "contains '..'"
+    return None

@@ -1,0 +1,325 @@
+"""A playback session: a library track streamed through a pipeline (the ``playback`` pipeline
+masters it with lwrp_master) and sent to the client as binary PCM frames, no faster than the
+client grants frames (``credit``), from wherever it ``seek``s to.
+
+The session's task reads the track in blocks and renders them through the pipeline only as far
+ahead as the credit (and at most ``AHEAD_S`` of audio) calls for, so memory stays bounded and a
+seek throws little work away. A seek restarts the pipeline ``PREROLL_S`` before the target and
+drops the output before it: the mastering's envelopes and the limiter settle on the music
+leading up to the target, so playback from there sounds as it does when played through.
+Events of the pipeline's stages (the ``mastering`` plan, summaries, any analysis stages) go out
+in ``analysis`` messages with ``sample`` counted from the track's start.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+
+from .audio import BLOCK_FRAMES, AudioFile
+from .config import Pipeline
+from .graph import Graph
+from .protocol import (
+    MAX_CREDIT,
+    ErrorCode,
+    Measures,
+    ProtocolError,
+    Seeked,
+    Start,
+    Stats,
+    Track,
+    TrackEnd,
+    encode,
+)
+from .session import Session, State
+from .settings import ServerSettings
+from .stage import Event
+
+CHUNK_FRAMES = 4096
+"""Most frames in one binary PCM message (85 ms at 48 kHz; 32 KiB of stereo f32le)."""
+AHEAD_S = 1.0
+"""Most audio rendered ahead of what has been sent, however much credit the client grants."""
+PREROLL_S = 3.0
+"""Audio rendered (and dropped) before a seek target: several of the slowest envelope's time
+constants (the expander's 400 ms), so the output at the target matches an uninterrupted
+rendering to within the last bits (see docs/protocol.md#playback)."""
+
+
+def with_track_measurements(pipeline: Pipeline, measurements: dict[str, float]) -> Pipeline:
+    """The pipeline with the track's measurements (``integrated_lufs``, ``crest_db`` from its
+    fingerprint) filled into every stage whose params take them and that the config leaves
+    unset: the mastering stage plans from the track it is about to hear."""
+    stages = []
+    for stage in pipeline.stages:
+        params = stage.params
+        if attrs.has(type(params)):
+            names = {f.name for f in attrs.fields(type(params))}
+            fill = {
+                k: v for k, v in measurements.items() if k in names and getattr(params, k) is None
+            }
+            if fill:
+                params = attrs.evolve(params, **fill)
+        stages.append(attrs.evolve(stage, params=params))
+    return attrs.evolve(pipeline, stages=tuple(stages))
+
+
+def pcm_bytes(audio: np.ndarray, sample_format: str) -> bytes:
+    """Interleaved little-endian PCM of float32 frames."""
+    if sample_format == "s16le":
+        scaled = np.clip(np.rint(audio * 32768.0), -32768.0, 32767.0)
+        return scaled.astype("<i2").tobytes()
+    return audio.astype("<f4", copy=False).tobytes()
+
+
+class PlaybackSession(Session):
+    """A session whose audio comes from a library track and goes back to the client.
+    ``pipeline`` already carries the track's measurements; ``audio`` is the opened track,
+    closed when the session ends."""
+
+    def __init__(
+        self,
+        start: Start,
+        pipeline: Pipeline,
+        settings: ServerSettings,
+        session_id: str,
+        token: str,
+        audio: AudioFile,
+        fingerprint: tuple[str, str],
+        measurements: dict[str, float],
+    ) -> None:
+        super().__init__(start, pipeline, settings, session_id, token)
+        self.audio = audio
+        self.frames = audio.frames
+        self.credit = 0
+        self.position = 0  # the next frame to send
+        self.frames_sent = 0
+        self.seeks = 0
+        self._fingerprint = fingerprint
+        self._measurements = measurements
+        self._pcm: deque[np.ndarray] = deque()
+        self._buffered = 0
+        self._discard = 0  # rendered frames still to drop (a seek's pre-roll)
+        self._graph_start = 0
+        self._drop_before = 0  # events before this sample belong to the pre-roll
+        self._rendered_all = False
+        self._end_sent = False
+        self._seek_to: int | None = None
+        self._need = trio.Event()
+        self._ahead = max(CHUNK_FRAMES, int(AHEAD_S * self.format.sample_rate))
+        _, first = self.graph.render(np.zeros((0, self.format.channels), np.float32))
+        self.mastering = next(
+            (e for e in first if e["kind"] == "mastering" and e["stage"] == pipeline.output),
+            None,
+        )
+        self._publish(first)
+
+    # ---- what the client is told --------------------------------------------------------
+
+    def track_message(self) -> Track:
+        fmt, plan = self.format, self.mastering or {}
+        lufs = self._measurements.get("integrated_lufs")
+        crest = self._measurements.get("crest_db")
+        tier, reason = self._fingerprint
+        return Track(
+            track=self.start.track or "",
+            frames=self.frames,
+            duration_s=self.frames / fmt.sample_rate,
+            sample_rate=fmt.sample_rate,
+            channels=fmt.channels,
+            format=self.start.format,
+            fingerprint_tier=tier,
+            fingerprint_reason=reason,
+            lwrp_class=plan.get("class"),
+            mastering={k: v for k, v in plan.items() if k not in ("stage", "kind", "sample", "t")}
+            if plan
+            else None,
+            before=Measures(integrated_lufs=lufs, crest_db=crest, true_peak_dbtp=None),
+            expected_after=Measures(
+                integrated_lufs=plan.get("expected_integrated_lufs"),
+                crest_db=plan.get("expected_crest_db"),
+                true_peak_dbtp=plan.get("expected_true_peak_dbtp"),
+            ),
+        )
+
+    # ---- the client's requests (from the connection's receive loop) ----------------------
+
+    def accept_audio(
+        self, payload: bytes, received_at: float, sample_format: str | None = None
+    ) -> None:
+        raise ProtocolError(
+            ErrorCode.NOT_LIVE,
+            f"pipeline {self.pipeline.name!r} plays a library track and takes no audio",
+        )
+
+    def grant(self, frames: int) -> None:
+        self.credit = min(self.credit + frames, MAX_CREDIT)
+        self._need.set()
+        self.wake()
+
+    def seek(self, frame: int) -> None:
+        if self.ending:
+            raise ProtocolError(ErrorCode.SESSION_ENDED, "seek after `end` is ignored")
+        if frame > self.frames:
+            raise ProtocolError(
+                ErrorCode.BAD_SEEK,
+                f"frame {frame} is beyond the end of the track ({self.frames} frames)",
+            )
+        self._seek_to = frame
+        self._pcm.clear()
+        self._buffered = 0
+        self.position = frame
+        self.seeks += 1
+        self._end_sent = False
+        self.outbox.append(encode(Seeked(frame=frame)))
+        self._need.set()
+        self.wake()
+
+    def on_resume(self) -> int:
+        """A new connection took over: PCM in flight may be lost, so the credit starts again
+        from 0; the client seeks to where it wants to continue and grants frames."""
+        self.credit = 0
+        return self.position
+
+    async def request_end(self) -> None:
+        self.ending = True
+        self._need.set()
+
+    # ---- rendering (the session's own task) ---------------------------------------------
+
+    async def analyse(self) -> None:
+        try:
+            while not self.ending:
+                if self._seek_to is not None:
+                    self._restart(self._seek_to)
+                if self._wants_more():
+                    self._render_block()
+                    await trio.lowlevel.checkpoint()
+                    continue
+                self._need = trio.Event()
+                await self._need.wait()
+            if not self._rendered_all:
+                self._publish(self._offset(self.graph.render_finish()[1]))
+            if self.state is not State.ABANDONED:
+                self.state = State.COMPLETED
+        except Exception as exc:  # a stage bug must not take the server down
+            self.state = State.FAILED
+            self.notice(ErrorCode.STAGE_FAILED, f"playback failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.audio.close()
+            self._pcm.clear()
+            self._buffered = 0
+            self.summary = self._summary()
+            self.finished.set()
+            self.wake()
+
+    def _wants_more(self) -> bool:
+        if self._rendered_all:
+            return False
+        return self._buffered < min(max(self.credit, CHUNK_FRAMES), self._ahead)
+
+    def _restart(self, frame: int) -> None:
+        self._seek_to = None
+        start = max(0, frame - int(PREROLL_S * self.format.sample_rate))
+        self.graph = Graph(self.pipeline, self.format)
+        self.audio.seek(start)
+        self._graph_start = start
+        self._discard = frame - start
+        self._drop_before = frame
+        self._rendered_all = False
+
+    def _render_block(self) -> None:
+        block = self.audio.read(BLOCK_FRAMES)
+        if len(block):
+            bad = ~np.isfinite(block)
+            if bad.any():
+                self.counters.non_finite_samples += int(bad.sum())
+                block[bad] = 0.0
+            audio, events = self.graph.render(block)
+            self.counters.samples_analysed += len(block)
+        else:
+            audio, events = self.graph.render_finish()
+            self._rendered_all = True
+        self._publish(self._offset(events))
+        if self._discard:
+            dropped = min(self._discard, len(audio))
+            audio = audio[dropped:]
+            self._discard -= dropped
+        if len(audio):
+            self._pcm.append(audio)
+            self._buffered += len(audio)
+            self.wake()
+        elif self._rendered_all:
+            self.wake()  # the send loop announces the end
+
+    def _offset(self, events: list[Event]) -> list[Event]:
+        """Events with ``sample``/``t`` counted from the track's start; those about the pre-roll
+        before a seek target are dropped."""
+        if not self._graph_start and not self._drop_before:
+            return events
+        rate = self.format.sample_rate
+        out = []
+        for event in events:
+            sample = event["sample"] + self._graph_start
+            if sample >= self._drop_before or event["kind"] == "summary":
+                out.append({**event, "sample": sample, "t": sample / rate})
+        return out
+
+    # ---- sending (from the attached connection's send loop) -----------------------------
+
+    def next_output(self) -> bytes | str | None:
+        """The next binary PCM message the credit allows, or ``track_end`` once the last frame
+        is out, or None (always after ``end``)."""
+        if self.ending:
+            return None
+        if self.credit > 0 and self._buffered > 0:
+            want = min(self.credit, CHUNK_FRAMES)
+            parts, taken = [], 0
+            while taken < want:
+                head = self._pcm[0]
+                take = min(want - taken, len(head))
+                parts.append(head[:take])
+                if take == len(head):
+                    self._pcm.popleft()
+                else:
+                    self._pcm[0] = head[take:]
+                taken += take
+                if not self._pcm:
+                    break
+            self._buffered -= taken
+            self.credit -= taken
+            self.position += taken
+            self.frames_sent += taken
+            self._need.set()
+            chunk = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return pcm_bytes(chunk, self.start.format)
+        ended = self._rendered_all and self._seek_to is None
+        if ended and not self._buffered and not self._end_sent:
+            self._end_sent = True
+            return encode(TrackEnd(frames=self.position))
+        return None
+
+    def stats(self) -> Stats:
+        return attrs.evolve(
+            super().stats(),
+            playback={
+                "position": self.position,
+                "frames_sent": self.frames_sent,
+                "credit": self.credit,
+                "buffered": self._buffered,
+                "seeks": self.seeks,
+            },
+        )
+
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "session_id": self.id,
+            "status": self.state.value,
+            "samples": self.frames_sent,
+            "duration_s": self.frames_sent / self.format.sample_rate,
+            "practice": {},
+            "stages": self.practice.stage_summaries,
+        }
