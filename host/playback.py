@@ -6,7 +6,8 @@ The session's task reads the track in blocks and renders them through the pipeli
 ahead as the credit (and at most ``AHEAD_S`` of audio) calls for, so memory stays bounded and a
 seek throws little work away. A seek restarts the pipeline ``PREROLL_S`` before the target and
 drops the output before it: the mastering's envelopes and the limiter settle on the music
-leading up to the target, so playback from there sounds as it does when played through.
+leading up to the target, so playback from there sounds as it does when played through (to
+within about -60 dBFS; playing from the start is bit-identical to `legato master`).
 Events of the pipeline's stages (the ``mastering`` plan, summaries, any analysis stages) go out
 in ``analysis`` messages with ``sample`` counted from the track's start.
 """
@@ -44,9 +45,10 @@ CHUNK_FRAMES = 4096
 AHEAD_S = 1.0
 """Most audio rendered ahead of what has been sent, however much credit the client grants."""
 PREROLL_S = 3.0
-"""Audio rendered (and dropped) before a seek target: several of the slowest envelope's time
-constants (the expander's 400 ms), so the output at the target matches an uninterrupted
-rendering to within the last bits (see docs/protocol.md#playback)."""
+"""Audio rendered (and dropped) before a seek target: over seven time constants of the slowest
+envelope (the expander's 400 ms). Measured on limited material, the output from the target then
+differs from an uninterrupted rendering by at most about 1e-3 (-60 dBFS, a gain difference of
+about 0.01 dB); a longer pre-roll does not shrink it further."""
 
 
 def with_track_measurements(pipeline: Pipeline, measurements: dict[str, float]) -> Pipeline:

@@ -85,16 +85,17 @@ def makeup_db(params: MasterParams) -> float:
 
 def expected_after(params: MasterParams, plan: MasteringPlan) -> dict[str, float | None]:
     """The plan's static estimate of the output's integrated loudness, crest factor and true
-    peak: the input's plus the static gain, the peak held at the ceiling (what the limiter
-    takes off the peak comes off the crest factor). The expander of a compressed-loud track is
-    left out: it lowers the loudness and raises the crest factor by a further amount that
-    depends on the music. None where the input's value is unknown."""
+    peak: the input's plus the static gain, with the peak held at the ceiling, and what the
+    limiter takes off the peaks the makeup gain pushes over the ceiling taken off the crest
+    factor. Left out: the expander of a compressed-loud track (it lowers the loudness and
+    raises the crest factor further, by an amount that depends on the music) and the limiting
+    of a track's own peaks over the ceiling. None where the input's value is unknown."""
     lufs, crest = known(params.integrated_lufs), known(params.crest_db)
     measured = known(params.true_peak_dbtp) is not None or None not in (lufs, crest)
     peak = peak_dbtp(params) + plan.gain_db if measured else None
-    over = 0.0 if peak is None else max(0.0, peak - params.ceiling_dbtp)
+    pushed = 0.0 if peak is None else max(0.0, min(plan.gain_db, peak - params.ceiling_dbtp))
     return {
         "integrated_lufs": None if lufs is None else lufs + plan.gain_db,
-        "crest_db": None if crest is None else max(0.0, crest - over),
+        "crest_db": None if crest is None else max(0.0, crest - pushed),
         "true_peak_dbtp": params.ceiling_dbtp if peak is None else min(peak, params.ceiling_dbtp),
     }
