@@ -1,8 +1,9 @@
 """Mastering benchmark: the lwrp_master stage's speed (× real time over a 4-minute 44.1 kHz
 stereo track in 4096-frame blocks), the first-chunk latency of `legato master` with a cached
-fingerprint (database hit) and a cold one (generated), the fingerprint time of the track, and
-the cached lookup time (database and sidecar tiers). Prints one JSON object on stdout
-(progress goes to stderr)."""
+fingerprint (database hit) and a cold one (generated), the fingerprint time of the track, the
+cached lookup time (database and sidecar tiers), and playback over a real WebSocket (first
+block with a cold and a warm fingerprint, seek delay, streaming speed). Prints one JSON object
+on stdout (progress goes to stderr)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,17 @@ from common import Section, machine, rounded  # noqa: E402
 from signals import music  # noqa: E402
 
 from legato.audio import BLOCK_FRAMES, AudioFile  # noqa: E402
-from legato.fingerprints import FingerprintCache, open_fingerprint_cache  # noqa: E402
-from legato.master_cmd import make_stage, master_params  # noqa: E402
+from legato.fingerprints import (  # noqa: E402
+    FingerprintCache,
+    open_fingerprint_cache,
+    track_measurements,
+)
+from legato.master_cmd import make_stage  # noqa: E402
+from legato.player import open_player  # noqa: E402
 from legato.plugins.fingerprint25d import fingerprint_file  # noqa: E402
 from legato.registry import Registry, load_registry  # noqa: E402
 from legato.storage import open_storage  # noqa: E402
+from legato.testing import running_server, server_url  # noqa: E402
 
 SAMPLE_RATE = 44100
 CHANNELS = 2
@@ -78,7 +85,7 @@ async def first_chunk(registry: Registry, cache: FingerprintCache, path: Path) -
     start = time.perf_counter()
     result = await cache.lookup(path)
     with AudioFile(path) as source:
-        stage = make_stage(registry, "lwrp_master", source.format, **master_params(result))
+        stage = make_stage(registry, "lwrp_master", source.format, **track_measurements(result))
         ready = 0
         for block in source.blocks(BLOCK_FRAMES):
             ready += len(stage.process_audio(block)[0])  # type: ignore[attr-defined]
@@ -122,6 +129,50 @@ async def cache_figures(registry: Registry, tmp: Path, path: Path, n: int) -> Se
     }
 
 
+async def play_once(url: str, track: str, seek_s: float | None) -> Section:
+    """One playback session as a player runs it: connect, start, grant 2 s, and read the whole
+    track (from ``seek_s`` when given, seeking once the first block is in)."""
+    start = time.perf_counter()
+    first = seek_first = None
+    frames = 0
+    async with open_player(url, track, buffer_s=2.0) as player:
+        tier = player.track["fingerprint_tier"]
+        async for block in player:
+            now = time.perf_counter()
+            if first is None:
+                first = now - start
+                if seek_s is not None:
+                    seek_at = now
+                    await player.seek_seconds(seek_s)
+                    continue
+            elif seek_s is not None and seek_first is None:
+                seek_first = now - seek_at
+            frames += len(block)
+        elapsed = time.perf_counter() - start
+    section: Section = {"fingerprint_tier": tier, "first_block_ms": (first or 0.0) * 1000.0}
+    if seek_s is None:
+        section["x_realtime"] = frames / SAMPLE_RATE / elapsed
+    else:
+        section["seek_to_first_block_ms"] = (seek_first or 0.0) * 1000.0
+    return section
+
+
+async def playback_figures(tmp: Path, path: Path, duration_s: float) -> Section:
+    """A real server with a library holding ``path`` and a SQLite database: the first block of
+    PCM a player receives with a cold fingerprint (generated) and a cached one (database), the
+    delay of a seek, and how fast a whole track streams with a 2 s credit window."""
+    library = tmp / "library"
+    library.mkdir()
+    shutil.copyfile(path, library / "track.wav")
+    db = f"sqlite:///{tmp / 'playback.db'}"
+    async with running_server(storage_url=db, library=library) as server:
+        url = server_url(server)
+        cold = await play_once(url, "track.wav", None)
+        warm = await play_once(url, "track.wav", None)
+        seek = await play_once(url, "track.wav", duration_s / 2)
+    return {"cold": cold, "warm": warm, "seek": seek}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="30 s signal, fewer repetitions")
@@ -157,9 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         fresh = tmp / "fresh.wav"
         shutil.copyfile(track, fresh)
         report.update(trio.run(cache_figures, registry, tmp, fresh, lookups))
+        progress("playback over WebSocket")
+        report["playback"] = trio.run(playback_figures, tmp, track, seconds)
     lookup_p95 = max(report["lookup_database"]["p95_ms"], report["lookup_sidecar"]["p95_ms"])
     met = {
         "first_chunk_warm": report["first_chunk_warm"]["ms"] < TARGETS["first_chunk_warm_ms_max"],
+        "playback_first_block_warm": report["playback"]["warm"]["first_block_ms"]
+        < TARGETS["first_chunk_warm_ms_max"],
         "fingerprint": report["fingerprint"]["best_s"] < TARGETS["fingerprint_s_max"],
         "cached_lookup": lookup_p95 < TARGETS["cached_lookup_p95_ms_max"],
         "mastering": report["mastering"]["x_realtime"] >= TARGETS["mastering_x_realtime_min"],

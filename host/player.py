@@ -118,6 +118,8 @@ class Player:
         elif kind == "error":
             if not message["continues"]:
                 raise PlayerError(message["code"], message["message"])
+            if message["code"] == "bad_seek" and self._seeking:
+                self._seeking -= 1  # refused: playback goes on where it was
             self.notices.append(message)
         elif kind == "summary":
             self.summary = message

@@ -347,6 +347,9 @@ def test_unknown_fingerprint_falls_back_to_the_limiter_alone() -> None:
         "ceiling_dbtp": CEILING,
         "integrated_lufs": None,
         "crest_db": None,
+        "expected_integrated_lufs": None,
+        "expected_crest_db": None,
+        "expected_true_peak_dbtp": CEILING,
     }
     assert np.array_equal(out, audio)
     loud, events = master(LOUD, integrated_lufs=-8.0)  # loud, crest unknown: still fallback

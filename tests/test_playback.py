@@ -21,6 +21,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from legato.config import load_config
 from legato.library import LibrarySettings
 from legato.playback import PREROLL_S
+from legato.player import PlayerError, open_player
 from legato.plugins.fingerprint25d import fingerprint_file
 from legato.testing import make_stage, registry, run_blocks, running_server, server_url
 
@@ -469,3 +470,24 @@ async def test_legato_play_writes_what_the_player_hears(library: Path, tmp_path:
     assert b"track_refused" in refused.stderr or b"refused" in refused.stderr
     assert not (tmp_path / "x.wav").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".x.wav")]
+
+
+async def test_the_python_player_seeks_and_survives_a_refused_seek(library: Path) -> None:
+    async with running_server(library=library) as server:
+        url = server_url(server)
+        async with open_player(url, "loud.wav", buffer_s=0.5) as player:
+            first = await player.__aiter__().__anext__()
+            assert player.position == len(first)
+            await player.seek(8 * RATE + 5)  # refused: playback goes on
+            await player.seek(7 * RATE)
+            rest = np.concatenate([block async for block in player])
+            assert [n["code"] for n in player.notices] == ["bad_seek"]
+            summary = await player.end()
+        with pytest.raises(PlayerError) as refused:
+            async with open_player(url, "../secret.wav"):
+                pass
+    assert refused.value.code == "track_refused"
+    assert len(rest) == RATE and player.position == 8 * RATE
+    assert summary is not None and summary["status"] == "completed"
+    reference = offline(library / "loud.wav", player.track["mastering"])
+    assert np.max(np.abs(rest - reference[7 * RATE :])) < 3e-3
