@@ -71,9 +71,10 @@ class Library:
             resolved = candidate.resolve(strict=True)
         except FileNotFoundError:
             raise UnknownTrack(f"track {track_id!r}: no such file in the library") from None
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-            reason = getattr(exc, "strerror", None) or exc
-            raise UnknownTrack(f"track {track_id!r}: {reason}") from None
+        except RuntimeError:
+            raise UnknownTrack(f"track {track_id!r}: a symlink loop") from None
+        except OSError as exc:  # the reason only: the message must not show server paths
+            raise UnknownTrack(f"track {track_id!r}: {exc.strerror or 'unreadable'}") from None
         if not resolved.is_relative_to(self.root):
             raise TrackRefused(
                 f"track {track_id!r} refused: it leads outside the library (through a symlink)"

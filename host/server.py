@@ -362,9 +362,8 @@ class Server:
         except UnknownTrack as exc:
             raise ProtocolError(ErrorCode.UNKNOWN_TRACK, str(exc)) from None
         except LegatoError as exc:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_TRACK, f"track {start.track!r}: {exc}".replace(str(path), "")
-            ) from None
+            reason = str(exc).replace(str(path), start.track)  # no server paths to clients
+            raise ProtocolError(ErrorCode.UNKNOWN_TRACK, f"track {reason}") from None
         try:
             fmt = audio.format
             wrong = [

@@ -206,3 +206,79 @@ def test_default_config_is_valid() -> None:
     config = load_config(None, load_registry())
     stages = {s.id: s.type.name for s in config.pipeline("analyze").stages}
     assert stages == {"pitch": "pitch_yin", "onsets": "onsets_flux", "dynamics": "dynamics"}
+
+
+def test_library_pipelines_name_the_stage_they_play(registry: Registry) -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """
+            [library]
+            path = "/srv/music"
+            fingerprint_timeout_s = 5
+
+            [pipelines.play]
+            source = "library"
+
+            [pipelines.play.stages.quieter]
+            type = "gain"
+            inputs = ["audio"]
+            db = -6
+
+            [pipelines.play.stages.louder]
+            type = "gain"
+            inputs = ["quieter"]
+            """
+        ),
+        "p.toml",
+        registry,
+    )
+    play = config.pipelines["play"]
+    assert play.plays_tracks and play.output == "louder"  # the last stage producing audio
+    assert config.library.path == "/srv/music" and config.library.fingerprint_timeout_s == 5.0
+    errors = check(
+        registry,
+        """
+        [library]
+        path = 3
+        sidecar = false
+
+        [pipelines.a]
+        source = "mic"
+        [pipelines.a.stages.zc]
+        type = "zero_crossings"
+        inputs = ["audio"]
+
+        [pipelines.b]
+        source = "library"
+        [pipelines.b.stages.zc]
+        type = "zero_crossings"
+        inputs = ["audio"]
+
+        [pipelines.c]
+        source = "library"
+        output = "zc"
+        [pipelines.c.stages.g]
+        type = "gain"
+        inputs = ["audio"]
+        [pipelines.c.stages.zc]
+        type = "zero_crossings"
+        inputs = ["g"]
+
+        [pipelines.d]
+        output = "g"
+        [pipelines.d.stages.g]
+        type = "gain"
+        inputs = ["audio"]
+        """,
+    )
+    assert errors == [
+        "p.toml:7: pipelines.a.source: must be 'audio' or 'library', got 'mic'",
+        "p.toml:14: pipelines.b.stages: a library pipeline plays the audio of a stage that"
+        " produces audio (such as lwrp_master); it has none",
+        "p.toml:20: pipelines.c.output: must name a stage of this pipeline that produces audio"
+        " (g), got 'zc'",
+        'p.toml:29: pipelines.d.output: only a pipeline with source = "library" plays audio',
+        "p.toml:3: library.path: must be a string, got int 3",
+        "p.toml:4: library.sidecar: unknown param for [library]; did you mean 'sidecars'?"
+        " (params: path, fingerprint_timeout_s, sidecars)",
+    ]
