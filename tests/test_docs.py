@@ -24,3 +24,16 @@ def test_stage_reference_is_current() -> None:
     assert (DOCS / "stages.md").read_text() == stage_reference(load_registry()), (
         "docs/stages.md is stale: run `legato plugins --markdown > docs/stages.md`"
     )
+
+
+def test_every_config_table_key_is_documented() -> None:
+    import attrs
+
+    from legato.config import PIPELINE_KEYS, TOP_LEVEL_KEYS
+    from legato.library import LibrarySettings
+    from legato.settings import ServerSettings
+
+    text = (DOCS / "pipelines.md").read_text()
+    keys = [*TOP_LEVEL_KEYS, *PIPELINE_KEYS]
+    keys += [f.name for cls in (ServerSettings, LibrarySettings) for f in attrs.fields(cls)]
+    assert [k for k in keys if f"`{k}`" not in text] == []

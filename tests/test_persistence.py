@@ -24,7 +24,7 @@ import trio
 from live import RATE, drain, phrase, receive
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from legato.protocol import CLIENT_MESSAGES, ERROR_CODES, Stats
+from legato.protocol import CLIENT_MESSAGES, ERROR_CODES, SERVER_MESSAGES, Stats
 from legato.settings import ServerSettings
 from legato.storage import Storage, open_storage
 from legato.testing import registry, running_server, server_url
@@ -358,6 +358,7 @@ def test_protocol_doc_names_every_code_message_and_setting() -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     names = [*ERROR_CODES, *CLIENT_MESSAGES, *(f.name for f in attrs.fields(ServerSettings))]
     names += [f.name for f in attrs.fields(Stats)]
+    names += list(SERVER_MESSAGES.values())
     assert [n for n in names if f"`{n}`" not in text] == []
 
 
