@@ -23,6 +23,7 @@ import trio
 
 from .audio import BLOCK_FRAMES, AudioFile
 from .config import Pipeline
+from .fingerprints import FingerprintResult, track_measurements
 from .graph import Graph
 from .protocol import (
     MAX_CREDIT,
@@ -78,22 +79,22 @@ def pcm_bytes(audio: np.ndarray, sample_format: str) -> bytes:
 
 
 class PlaybackSession(Session):
-    """A session whose audio comes from a library track and goes back to the client.
-    ``pipeline`` already carries the track's measurements; ``audio`` is the opened track,
-    closed when the session ends."""
+    """A session whose audio comes from a library track and goes back to the client: ``audio``
+    is the opened track (closed when the session ends), ``fingerprint`` what the cache tiers
+    found for it, whose measurements the pipeline's stages plan from."""
 
     def __init__(
         self,
         start: Start,
         pipeline: Pipeline,
         settings: ServerSettings,
-        session_id: str,
-        token: str,
+        ids: tuple[str, str],
         audio: AudioFile,
-        fingerprint: tuple[str, str],
-        measurements: dict[str, float],
+        fingerprint: FingerprintResult,
     ) -> None:
-        super().__init__(start, pipeline, settings, session_id, token)
+        measurements = track_measurements(fingerprint)
+        pipeline = with_track_measurements(pipeline, measurements)
+        super().__init__(start, pipeline, settings, *ids)
         self.audio = audio
         self.frames = audio.frames
         self.credit = 0
@@ -125,7 +126,7 @@ class PlaybackSession(Session):
         fmt, plan = self.format, self.mastering or {}
         lufs = self._measurements.get("integrated_lufs")
         crest = self._measurements.get("crest_db")
-        tier, reason = self._fingerprint
+        tier, reason = self._fingerprint.tier, self._fingerprint.reason
         return Track(
             track=self.start.track or "",
             frames=self.frames,

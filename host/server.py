@@ -27,9 +27,9 @@ from . import __version__
 from .audio import AudioFile
 from .config import Config, Pipeline
 from .errors import LegatoError
-from .fingerprints import FingerprintCache, track_measurements
+from .fingerprints import FingerprintCache
 from .library import Library, TrackRefused, UnknownTrack
-from .playback import PlaybackSession, with_track_measurements
+from .playback import PlaybackSession
 from .protocol import (
     PROTOCOL_VERSION,
     SAMPLE_FORMATS,
@@ -381,18 +381,10 @@ class Server:
                     f"{', '.join(wrong)}: leave them out",
                 )
             result = await self.fingerprints.lookup(path)
-            measurements = track_measurements(result)
             start = attrs.evolve(start, sample_rate=fmt.sample_rate, channels=fmt.channels)
             try:
                 return PlaybackSession(
-                    start,
-                    with_track_measurements(pipeline, measurements),
-                    self.settings,
-                    session_id,
-                    token,
-                    audio,
-                    (result.tier, result.reason),
-                    measurements,
+                    start, pipeline, self.settings, (session_id, token), audio, result
                 )
             except LegatoError as exc:
                 raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
