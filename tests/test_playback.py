@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
+from storage_fixtures import backend, empty_url  # noqa: F401 (fixtures)
 from test_lwrp_master import brickwall, hits, music
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
@@ -148,11 +149,12 @@ async def finish(ws: WebSocketConnection) -> dict:
 
 
 async def test_a_track_streams_mastered_and_bit_identical_to_the_offline_stage(
-    library: Path, tmp_path: Path
+    library: Path, tmp_path: Path, empty_url: str
 ) -> None:
-    db = f"sqlite:///{tmp_path / 'legato.db'}"
+    """On both storage backends: the second play finds the fingerprint in the database."""
+    spool = str(tmp_path / "spool")
     async with (
-        running_server(storage_url=db, library=library) as server,
+        running_server(storage_url=empty_url, library=library, spool_dir=spool) as server,
         open_websocket_url(server_url(server)) as ws,
     ):
         started, track = await start(ws, track="loud.wav")
@@ -491,3 +493,44 @@ async def test_the_python_player_seeks_and_survives_a_refused_seek(library: Path
     assert summary is not None and summary["status"] == "completed"
     reference = offline(library / "loud.wav", player.track["mastering"])
     assert np.max(np.abs(rest - reference[7 * RATE :])) < 3e-3
+
+
+async def test_a_dropped_playback_session_resumes_and_seeks_back(library: Path) -> None:
+    async with running_server(library=library) as server:
+        url = server_url(server)
+        async with open_websocket_url(url) as ws:
+            hello = await text(ws)
+            await send(ws, "start", pipeline="playback", track="quiet.wav")
+            assert (await text(ws))["type"] == "started"
+            info = await text(ws)
+            await send(ws, "credit", frames=10_000)
+            got = 0
+            while got < 10_000:
+                payload = await binary_within(ws, 10)
+                assert payload is not None
+                got += len(pcm(payload, 2))
+        async with open_websocket_url(url) as ws:
+            assert (await text(ws))["type"] == "hello"
+            await send(
+                ws,
+                "resume",
+                session_id=hello["session_id"],
+                token=hello["resume_token"],
+                last_seq=0,
+            )
+            resumed = await text(ws)
+            assert resumed["type"] == "resumed" and resumed["samples_received"] == 10_000
+            assert await binary_within(ws, 0.3) is None  # the credit starts again from 0
+            await send(ws, "seek", frame=4000)
+            await send(ws, "credit", frames=RATE)
+            audio, _ = await receive_until(ws, 2, stop="seeked", grant_back=False)
+            assert len(audio) == 0
+            blocks = []
+            while sum(len(b) for b in blocks) < RATE:
+                payload = await binary_within(ws, 10)
+                assert payload is not None
+                blocks.append(pcm(payload, 2))
+            summary = await finish(ws)
+    reference = offline(library / "quiet.wav", info["mastering"])
+    assert np.array_equal(np.concatenate(blocks), reference[4000 : 4000 + RATE])
+    assert summary["samples"] == 10_000 + RATE
