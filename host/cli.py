@@ -114,6 +114,14 @@ def _record_run(
     return trio.run(main)
 
 
+def config_relative(config: Config, path: str) -> Path:
+    """A path from a config file: relative ones are relative to the file's folder."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or not Path(config.source).is_file():
+        return candidate
+    return Path(config.source).parent / candidate
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import attrs
     import trio
@@ -127,8 +135,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry()
     config = load_config(args.config, registry)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    folder = args.library or config.library.path
-    library = Library(folder) if folder else None
+    library = None
+    if args.library:
+        library = Library(args.library)
+    elif config.library.path:
+        library = Library(config_relative(config, config.library.path))
     if library is None and any(p.plays_tracks for p in config.pipelines.values()):
         logging.getLogger("legato.server").warning(
             "no track library: playback sessions are refused (give --library DIR or set"
