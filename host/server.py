@@ -31,6 +31,7 @@ from .fingerprints import FingerprintCache
 from .library import Library, TrackRefused, UnknownTrack
 from .playback import PlaybackSession
 from .protocol import (
+    MAX_CHANNELS,
     PROTOCOL_VERSION,
     SAMPLE_FORMATS,
     Audio,
@@ -380,8 +381,15 @@ class Server:
                     f"track {start.track!r} plays at its own rate and channels, not "
                     f"{', '.join(wrong)}: leave them out",
                 )
+            try:
+                start = attrs.evolve(start, sample_rate=fmt.sample_rate, channels=fmt.channels)
+            except ValueError:
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_FORMAT,
+                    f"track {start.track!r} is {fmt.channels}-channel audio at {fmt.sample_rate}"
+                    f" Hz; playback takes 8000-384000 Hz and 1-{MAX_CHANNELS} channels",
+                ) from None
             result = await self.fingerprints.lookup(path)
-            start = attrs.evolve(start, sample_rate=fmt.sample_rate, channels=fmt.channels)
             try:
                 return PlaybackSession(
                     start, pipeline, self.settings, (session_id, token), audio, result

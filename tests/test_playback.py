@@ -368,6 +368,7 @@ async def test_a_slow_fingerprint_falls_back_to_the_limiter_alone(library: Path)
         ("missing.wav", "unknown_track"),
         ("album", "unknown_track"),
         ("notes.txt", "unknown_track"),
+        ("telephone.wav", "unsupported_format"),  # 4 kHz: below what playback takes
         ("", "bad_message"),
     ],
 )
@@ -375,6 +376,7 @@ async def test_tracks_outside_the_library_or_unreadable_are_refused(
     library: Path, track: str, code: str
 ) -> None:
     (library / "escape.wav").symlink_to(library.parent / "secret.wav")
+    sf.write(library / "telephone.wav", np.zeros(4000, np.float32), 4000)
     async with (
         running_server(library=library) as server,
         open_websocket_url(server_url(server)) as ws,
