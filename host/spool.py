@@ -2,7 +2,8 @@
 
 A spool is a directory of append-only segment files, one JSON line per batch, each line
 fsync'd before the batch counts as spooled, so a crash loses nothing that was spooled. Each
-process writes its own segments (``<prefix>-<n>.jsonl``) and holds ``<prefix>.lock`` (an
+spool writes its own segments (``<prefix>-<n>.jsonl``; the prefix is the time it was opened, the
+process id and a number unique in the process) and holds ``<prefix>.lock`` (an
 ``flock``) while it runs; segments whose lock nobody holds were left by a process that ended
 (or crashed) and are adopted by the next process that opens the spool, oldest first. A batch
 is consumed only after the database took it, and a segment is deleted once all its batches
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -38,7 +40,9 @@ SEGMENT_BYTES = 8 << 20
 space in steps of at most this much."""
 
 FORMAT_VERSION = 1
-_SEGMENT = re.compile(r"^(\d{13}-\d+)-(\d{6})\.jsonl$")
+_SEGMENT = re.compile(r"^(\d{13}-\d+(?:_\d+)?)-(\d{6})\.jsonl$")
+_SPOOLS = itertools.count()
+"""Numbers this process's spools: two opened in the same millisecond get distinct prefixes."""
 
 
 class SpoolError(LegatoError):
@@ -141,7 +145,7 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self.prefix = f"{time.time_ns() // 1_000_000:013d}-{os.getpid()}"
+        self.prefix = f"{time.time_ns() // 1_000_000:013d}-{os.getpid()}_{next(_SPOOLS)}"
         self.segments: list[Segment] = []  # oldest first; adopted ones before this process's
         self._locks: dict[str, int] = {}  # prefix -> fd holding its flock
         self._active: Segment | None = None
