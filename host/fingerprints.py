@@ -120,9 +120,11 @@ class FingerprintCache:
     """The tiers over one ``Storage`` (None: no database tier). Start ``run`` in a nursery (or
     use ``open_fingerprint_cache``) before calling ``lookup``.
 
-    ``timeout_s`` bounds how long a lookup waits for a generation; ``limiter`` bounds how many
-    generations run at once (default one, so fingerprinting never takes more than one core
-    from live sessions); ``sidecars`` False skips the sidecar tier (neither read nor written).
+    ``timeout_s`` bounds how long a lookup waits for a generation and ``database_timeout_s``
+    how long it waits for the database (a hung one is skipped like an unreachable one);
+    ``limiter`` bounds how many generations run at once (default one, so fingerprinting never
+    takes more than one core from live sessions); ``sidecars`` False skips the sidecar tier
+    (neither read nor written).
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class FingerprintCache:
         *,
         sidecars: bool = True,
         max_seconds: float = DEFAULT_MAX_SECONDS,
+        database_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -141,6 +144,7 @@ class FingerprintCache:
         self.limiter = limiter if limiter is not None else trio.CapacityLimiter(1)
         self.sidecars = sidecars
         self.max_seconds = max_seconds
+        self.database_timeout_s = database_timeout_s
         self.counts: Counter[str] = Counter(dict.fromkeys((*TIERS, "invalid"), 0))
         """Answers per tier, and ``invalid``: stale or corrupt entries found (and replaced)."""
         self._nursery: trio.Nursery | None = None
@@ -179,12 +183,16 @@ class FingerprintCache:
         """The valid database record, or None and why not."""
         if self.storage is None:
             return None, "database: none configured"
+        record = None
         try:
-            record = await self.storage.get_fingerprint(
-                str(track.path), track.size, track.mtime_ns, ALGORITHM_VERSION
-            )
+            with trio.move_on_after(self.database_timeout_s) as waited:
+                record = await self.storage.get_fingerprint(
+                    str(track.path), track.size, track.mtime_ns, ALGORITHM_VERSION
+                )
         except StorageError as exc:
             return None, f"database: {exc}"
+        if waited.cancelled_caught:
+            return None, f"database: no answer within {self.database_timeout_s:g} s"
         if record is None:
             return None, "database: not stored"
         problem = record.problem()
@@ -221,7 +229,13 @@ class FingerprintCache:
                 notes.append(f"sidecar not written ({exc.strerror or exc})")
         if database and self.storage is not None:
             try:
-                await self.storage.put_fingerprint(record)
+                with trio.move_on_after(self.database_timeout_s) as waited:
+                    await self.storage.put_fingerprint(record)
+                if waited.cancelled_caught:
+                    notes.append(
+                        f"not stored in the database (no answer within "
+                        f"{self.database_timeout_s:g} s)"
+                    )
             except StorageError as exc:
                 notes.append(f"not stored in the database ({exc})")
         for note in notes:
@@ -319,11 +333,17 @@ async def open_fingerprint_cache(
     *,
     sidecars: bool = True,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    database_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> AsyncIterator[FingerprintCache]:
     """A running ``FingerprintCache``; leaving the block abandons generations still running
     (``wait_idle`` first to let them finish and be stored)."""
     cache = FingerprintCache(
-        storage, timeout_s, limiter, sidecars=sidecars, max_seconds=max_seconds
+        storage,
+        timeout_s,
+        limiter,
+        sidecars=sidecars,
+        max_seconds=max_seconds,
+        database_timeout_s=database_timeout_s,
     )
     try:
         async with trio.open_nursery() as nursery:

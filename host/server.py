@@ -121,6 +121,7 @@ class Server:
                     None if self.recorder is None else self.recorder.storage,
                     self.config.library.fingerprint_timeout_s,
                     sidecars=self.config.library.sidecars,
+                    database_timeout_s=self.settings.storage_timeout_s,
                 )
                 await root.start(self.fingerprints.run)
             async with trio.open_nursery() as handlers:

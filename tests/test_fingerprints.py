@@ -551,3 +551,44 @@ def test_progress_bar_and_plain_lines() -> None:
         "legato: fingerprint: 30/30 files, 1.0 files/s, ETA 0.0s",
     ]
     assert "\r" not in plain.getvalue()
+
+
+async def test_a_hung_database_is_skipped_after_its_timeout(
+    backend: Backend, storage: Storage, tmp_path: Path
+) -> None:
+    """Postgres with the fingerprints table locked by another session: lookups (and the write
+    after a sidecar hit) wait database_timeout_s, then go on without it."""
+    if backend.name != "postgres":
+        pytest.skip("a real hang needs a server-side lock: Postgres only")
+    import asyncpg
+
+    song = write_audio(tmp_path / "song.wav", seed=12)
+    async with open_fingerprint_cache(None) as offline:
+        assert (await offline.lookup(song)).tier == "generated"  # writes the sidecar
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold_lock() -> None:
+        conn = await asyncpg.connect(backend.url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE fingerprints IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold_lock(),))
+    holder.start()
+    try:
+        assert await trio.to_thread.run_sync(locked.wait, 10)
+        async with open_fingerprint_cache(storage, database_timeout_s=0.3) as cache:
+            with trio.fail_after(5):
+                hit = await cache.lookup(song)
+    finally:
+        release.set()
+        await trio.to_thread.run_sync(holder.join)
+    assert hit.tier == "sidecar", hit.reason
+    assert "database: no answer within 0.3 s" in hit.reason
+    assert "not stored in the database (no answer within 0.3 s)" in hit.reason
+    assert hit.fingerprint is not None and hit.fingerprint.values == reference(song)
