@@ -276,6 +276,7 @@ class Hello:
     limits: Limits
     pipelines: list[str]
     sample_formats: list[str]
+    playback: list[str]  # the pipelines that play library tracks (the rest take audio)
 
 
 @attrs.frozen

@@ -21,7 +21,12 @@ from typing import Any
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+)
 
 from . import __version__
 from .audio import AudioFile
@@ -29,6 +34,7 @@ from .config import Config, Pipeline
 from .errors import LegatoError
 from .fingerprints import FingerprintCache
 from .library import Library, TrackRefused, UnknownTrack
+from .page import PageListener
 from .playback import PlaybackSession
 from .protocol import (
     MAX_CHANNELS,
@@ -125,8 +131,7 @@ class Server:
                 )
                 await root.start(self.fingerprints.run)
             async with trio.open_nursery() as handlers:
-                listener = await root.start(self._listen, handlers)
-                self.port = listener.port
+                self.port = await root.start(self._listen, handlers)
                 log.info(
                     "legato %s serving %s on ws://%s:%d/ (protocol v%d)",
                     __version__,
@@ -149,20 +154,23 @@ class Server:
     async def _listen(
         self, handlers: trio.Nursery, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
     ) -> None:
+        """Serve WebSocket sessions, and the browser page to plain HTTP requests, on the
+        configured address (see host/page.py)."""
         with trio.CancelScope() as scope:
             self._listen_scope = scope
-            await serve_websocket(
+            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+            server = WebSocketServer(
                 self._handle,
-                self.settings.host,
-                self.settings.port,
-                None,
+                [PageListener(listener) for listener in listeners],  # type: ignore[misc]
                 handler_nursery=handlers,
                 max_message_size=self.settings.max_message_bytes,
                 message_queue_size=4,
                 connect_timeout=10,
                 disconnect_timeout=5,
-                task_status=task_status,
             )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.run)
+                task_status.started(listeners[0].socket.getsockname()[1])
 
     def shutdown(self) -> None:
         """Stop accepting; open sessions are told, finish their queued audio, get their
@@ -248,6 +256,7 @@ class Server:
             ),
             pipelines=list(self.config.pipelines),
             sample_formats=list(SAMPLE_FORMATS),
+            playback=[name for name, p in self.config.pipelines.items() if p.plays_tracks],
         )
 
     async def _handshake(
