@@ -553,13 +553,19 @@ def test_progress_bar_and_plain_lines() -> None:
     assert "\r" not in plain.getvalue()
 
 
+@pytest.fixture
+def lockable(backend: Backend) -> Backend:
+    """The backend, when another session can hold a lock that makes its reads wait."""
+    if backend.name != "postgres":
+        pytest.skip("a real hang needs a server-side table lock: Postgres only")
+    return backend
+
+
 async def test_a_hung_database_is_skipped_after_its_timeout(
-    backend: Backend, storage: Storage, tmp_path: Path
+    lockable: Backend, storage: Storage, tmp_path: Path
 ) -> None:
     """Postgres with the fingerprints table locked by another session: lookups (and the write
     after a sidecar hit) wait database_timeout_s, then go on without it."""
-    if backend.name != "postgres":
-        pytest.skip("a real hang needs a server-side lock: Postgres only")
     import asyncpg
 
     song = write_audio(tmp_path / "song.wav", seed=12)
@@ -568,7 +574,7 @@ async def test_a_hung_database_is_skipped_after_its_timeout(
     locked, release = threading.Event(), threading.Event()
 
     async def hold_lock() -> None:
-        conn = await asyncpg.connect(backend.url)
+        conn = await asyncpg.connect(lockable.url)
         try:
             async with conn.transaction():
                 await conn.execute("LOCK TABLE fingerprints IN ACCESS EXCLUSIVE MODE")
