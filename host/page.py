@@ -61,7 +61,10 @@ def answer(head: bytes) -> bytes | None:
         return None
     if method not in ("GET", "HEAD"):
         return response("405 Method Not Allowed", b"the page takes GET\n")
-    found = PAGES.get(target.split("?", 1)[0])
+    path = target.split("?", 1)[0]
+    if path == "/favicon.ico":
+        return response("204 No Content", b"")
+    found = PAGES.get(path)
     if found is None:
         return response("404 Not Found", b"legato serves / (the page) and WebSocket sessions\n")
     name, content_type = found
