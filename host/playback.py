@@ -37,7 +37,7 @@ from .protocol import (
     TrackEnd,
     encode,
 )
-from .session import Session, State
+from .session import Session
 from .settings import ServerSettings
 from .stage import Event
 
@@ -84,6 +84,8 @@ class PlaybackSession(Session):
     """A session whose audio comes from a library track and goes back to the client: ``audio``
     is the opened track (closed when the session ends), ``fingerprint`` what the cache tiers
     found for it, whose measurements the pipeline's stages plan from."""
+
+    WORK = "playback"
 
     def __init__(
         self,
@@ -195,31 +197,23 @@ class PlaybackSession(Session):
 
     # ---- rendering (the session's own task) ---------------------------------------------
 
-    async def analyse(self) -> None:
-        try:
-            while not self.ending:
-                if self._seek_to is not None:
-                    self._restart(self._seek_to)
-                if self._wants_more():
-                    self._render_block()
-                    await trio.lowlevel.checkpoint()
-                    continue
-                self._need = trio.Event()
-                await self._need.wait()
-            if not self._rendered_all:
-                self._publish(self._offset(self.graph.render_finish()[1]))
-            if self.state is not State.ABANDONED:
-                self.state = State.COMPLETED
-        except Exception as exc:  # a stage bug must not take the server down
-            self.state = State.FAILED
-            self.notice(ErrorCode.STAGE_FAILED, f"playback failed: {type(exc).__name__}: {exc}")
-        finally:
-            self.audio.close()
-            self._pcm.clear()
-            self._buffered = 0
-            self.summary = self._summary()
-            self.finished.set()
-            self.wake()
+    async def _run(self) -> None:
+        while not self.ending:
+            if self._seek_to is not None:
+                self._restart(self._seek_to)
+            if self._wants_more():
+                self._render_block()
+                await trio.lowlevel.checkpoint()
+                continue
+            self._need = trio.Event()
+            await self._need.wait()
+        if not self._rendered_all:
+            self._publish(self._offset(self.graph.render_finish()[1]))
+
+    def _release(self) -> None:
+        self.audio.close()
+        self._pcm.clear()
+        self._buffered = 0
 
     def _wants_more(self) -> bool:
         if self._rendered_all:

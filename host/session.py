@@ -113,6 +113,9 @@ FINAL_STATUS: dict[State, SessionStatus] = {
 class Session:
     """State shared by the analysis task and the connection currently attached."""
 
+    WORK = "analysis"
+    """What ``_run`` does, for the ``stage_failed`` message."""
+
     def __init__(
         self,
         start: Start,
@@ -252,38 +255,46 @@ class Session:
     # ---- analysis (the session's own task) ----------------------------------------------
 
     async def analyse(self) -> None:
-        """Run the pipeline over queued audio until END; a failing stage ends only this
-        session."""
+        """The session's own task: ``_run`` its work to the end; a failing stage ends only this
+        session (``failed``), then the summary is made and the send loop told."""
         if self.recorder is not None:
             self.tally = self.recorder.session_started(self.record(), self.notice)
         try:
-            async for item in self.audio_out:
-                if item is END:
-                    break
-                block, received_at = item
-                began = time.perf_counter()
-                events = self.graph.process(block)
-                self.processing_s += time.perf_counter() - began
-                self.counters.frames_analysed += 1
-                self.counters.samples_analysed += block.shape[0]
-                self._publish(events)
-                if events:
-                    self._marks.append((self.counters.samples_analysed, received_at))
-                await trio.lowlevel.checkpoint()
-            began = time.perf_counter()
-            events = self.graph.finish()
-            self.processing_s += time.perf_counter() - began
-            self._publish(events)
+            await self._run()
             if self.state is not State.ABANDONED:
                 self.state = State.COMPLETED
         except Exception as exc:  # a stage bug must not take the server down
             self.state = State.FAILED
-            self.notice(ErrorCode.STAGE_FAILED, f"analysis failed: {type(exc).__name__}: {exc}")
+            self.notice(ErrorCode.STAGE_FAILED, f"{self.WORK} failed: {type(exc).__name__}: {exc}")
         finally:
+            self._release()
             self.summary = self._summary()
             self.record_end()
             self.finished.set()
             self.wake()
+
+    async def _run(self) -> None:
+        """Run the pipeline over queued audio until END."""
+        async for item in self.audio_out:
+            if item is END:
+                break
+            block, received_at = item
+            began = time.perf_counter()
+            events = self.graph.process(block)
+            self.processing_s += time.perf_counter() - began
+            self.counters.frames_analysed += 1
+            self.counters.samples_analysed += block.shape[0]
+            self._publish(events)
+            if events:
+                self._marks.append((self.counters.samples_analysed, received_at))
+            await trio.lowlevel.checkpoint()
+        began = time.perf_counter()
+        events = self.graph.finish()
+        self.processing_s += time.perf_counter() - began
+        self._publish(events)
+
+    def _release(self) -> None:
+        """Free what the session's work held, whatever way it ended."""
 
     def record(self, status: SessionStatus = "active") -> SessionRecord:
         """The session's row as it stands, with ``status``."""

@@ -4,6 +4,13 @@ over a real WebSocket connection."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,3 +59,37 @@ async def drain(
                 summary = message
             else:
                 others.append(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def legato_serve(home: Path, *args: str, port: int | None = None) -> Iterator[int]:
+    """`legato serve` run as an operator runs it: a subprocess in ``home`` (stderr in
+    ``home/serve.log``) listening on ``port`` (default: a free one, given as ``--port``); yields
+    the port once it accepts connections, and stops the server (SIGTERM) afterwards."""
+    command = [sys.executable, "-m", "legato.cli", "serve", *args]
+    if port is None:
+        port = free_port()
+        command += ["--port", str(port)]
+    log_path = home / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, stderr=log, cwd=home)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "legato serve did not start listening"
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
-from test_client import _free_port
+from live import legato_serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RATE = 44100
@@ -32,28 +29,9 @@ def served_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     t = np.arange(6 * RATE) / RATE
     loud = np.clip(2.5 * np.sin(2 * np.pi * 220 * t), -1, 1) * 0.95
     sf.write(library / "loud.wav", np.stack([loud, loud], 1).astype(np.float32), RATE, "FLOAT")
-    port = _free_port()
-    log = (home / "serve.log").open("wb")
-    command = [sys.executable, "-m", "legato.cli", "serve", "--port", str(port)]
-    command += ["--library", str(library), "--db", f"sqlite:///{home / 'legato.db'}"]
-    proc = subprocess.Popen(command, stderr=log, cwd=home)
-    try:
-        deadline = time.monotonic() + 20
-        import socket
-
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (home / "serve.log").read_text()
-                assert time.monotonic() < deadline, "legato serve did not start listening"
-                time.sleep(0.05)
+    database = f"sqlite:///{home / 'legato.db'}"
+    with legato_serve(home, "--library", str(library), "--db", database) as port:
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def test_the_page_analyses_the_microphone_and_plays_a_mastered_track(served_page: str) -> None:

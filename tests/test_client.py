@@ -8,7 +8,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
+from live import free_port, legato_serve
 
 from legato.audio import BLOCK_FRAMES, AudioFile
 from legato.client import BlockingSession, ClientError, Session, connect, to_s16le
@@ -198,7 +198,7 @@ async def test_bad_start_and_unreachable_server(server: Server) -> None:
             pass
     assert caught.value.code == "bad_message" and "sample_rate" in caught.value.message
     with pytest.raises(ClientError) as caught:
-        async with connect(url_of(_free_port()), sample_rate=RATE):
+        async with connect(url_of(free_port()), sample_rate=RATE):
             pass
     assert caught.value.code == "connection_failed"
 
@@ -446,12 +446,6 @@ async def test_blocking_session_in_a_thread(
 # ---- `legato stream` -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def legato(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "legato.cli", *args], capture_output=True)
 
@@ -460,38 +454,9 @@ def legato(*args: str) -> subprocess.CompletedProcess[bytes]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`legato serve` as a subprocess on a free port, recording into a temporary database;
     yields its URL."""
-    port = _free_port()
     home = tmp_path_factory.mktemp("serve")
-    log = (home / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "legato.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{home / 'legato.db'}",
-        ],
-        stderr=log,
-        cwd=home,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (home / "serve.log").read_text()
-                assert time.monotonic() < deadline, "legato serve did not start listening"
-                time.sleep(0.05)
+    with legato_serve(home, "--db", f"sqlite:///{home / 'legato.db'}") as port:
         yield url_of(port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def test_stream_prints_what_run_prints(served: str, audio_dir: Path, tmp_path: Path) -> None:

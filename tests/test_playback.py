@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from test_client import _free_port
+from live import free_port, legato_serve
 from test_lwrp_master import brickwall, hits, music
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
@@ -543,40 +541,24 @@ async def test_a_dropped_playback_session_resumes_and_seeks_back(library: Path) 
 
 def test_legato_serve_finds_a_library_relative_to_its_config(library: Path) -> None:
     """The operator's path: a config naming the library, `legato serve`, `legato play`."""
-    port = _free_port()
-    config = library.parent / "legato.toml"
+    home = library.parent
+    port = free_port()
     default = (Path(__file__).resolve().parent.parent / "host" / "default.toml").read_text()
-    config.write_text(f'{default}\n[server]\nport = {port}\n\n[library]\npath = "music"\n')
-    log = library.parent / "serve.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "legato.cli", "serve", "--config", str(config)]
-            + ["--db", f"sqlite:///{library.parent / 'legato.db'}"],
-            stderr=sink,
-            cwd="/",
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "legato serve did not start listening"
-                time.sleep(0.05)
-        out = library.parent / "played.flac"
+    (home / "legato.toml").write_text(
+        f'{default}\n[server]\nport = {port}\n\n[library]\npath = "music"\n'
+    )
+    serve = ("--config", str(home / "legato.toml"), "--db", f"sqlite:///{home / 'legato.db'}")
+    out = home / "played.flac"
+    with legato_serve(home, *serve, port=port):
         played = subprocess.run(
             [sys.executable, "-m", "legato.cli", "play", "quiet.wav", str(out)]
             + ["--url", f"ws://127.0.0.1:{port}/", "--seek", "1.5"],
             capture_output=True,
             text=True,
             check=False,
+            cwd="/",
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-    assert played.returncode == 0, played.stderr + log.read_text()
+    assert played.returncode == 0, played.stderr + (home / "serve.log").read_text()
     report = json.loads(played.stdout)
     assert report["track"]["class"] == "quiet"
     assert sf.info(str(out)).frames == 6 * RATE - int(1.5 * RATE) == report["frames"]
