@@ -4,7 +4,9 @@ write on the writer thread and every read on a pooled read connection (see ``thr
 from __future__ import annotations
 
 import datetime as dt
+import random
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,6 +41,9 @@ copies each page once however often it changed, so rarer checkpoints copy less."
 
 JOURNAL_SIZE_LIMIT = 64 << 20
 """Bytes of WAL file kept after a checkpoint; a burst's larger WAL is truncated back."""
+
+WAL_SWITCH_WAIT_MS = 100
+"""Busy wait of one attempt to switch a file to WAL (see ``_enable_wal``)."""
 
 
 class SQLiteStorage:
@@ -103,7 +108,7 @@ class SQLiteStorage:
     def _open_writer(self) -> None:
         conn = connect(self.path, self.params.busy_timeout_s, create=True, shared=False)
         try:
-            conn.db.enable_wal()
+            self._enable_wal(conn)
             conn.raw.execute(f"PRAGMA synchronous = {self.params.synchronous.upper()}")
             conn.raw.execute("PRAGMA foreign_keys = ON")
             conn.raw.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
@@ -112,6 +117,24 @@ class SQLiteStorage:
             conn.close()
             raise
         self._conn = conn
+
+    def _enable_wal(self, conn: Connection) -> None:
+        """Switch a new file to WAL. Connections switching at once can deadlock (each holds a
+        shared lock and waits for the exclusive one), which no busy timeout breaks: so wait in
+        short rounds, backing off at random, for up to busy_timeout_s in all."""
+        deadline = time.monotonic() + self.params.busy_timeout_s
+        conn.raw.execute(f"PRAGMA busy_timeout = {WAL_SWITCH_WAIT_MS}")
+        try:
+            while True:
+                try:
+                    conn.db.enable_wal()
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(random.uniform(0.005, 0.05))
+        finally:
+            conn.raw.execute(f"PRAGMA busy_timeout = {round(self.params.busy_timeout_s * 1000)}")
 
     def _close_writer(self) -> None:
         if self._conn is not None:
