@@ -570,3 +570,39 @@ def test_legato_serve_finds_a_library_relative_to_its_config(library: Path) -> N
     )
     assert missing.returncode == 1 and "nope" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+async def test_players_stream_side_by_side_with_a_live_session(library: Path) -> None:
+    """Four players with unlimited credit and a live session at once: every player gets its
+    whole track exactly, and the live session is analysed to the end meanwhile."""
+    results: dict[int, np.ndarray] = {}
+    infos: dict[int, dict] = {}
+    async with running_server(library=library) as server:
+        url = server_url(server)
+
+        async def play(n: int) -> None:
+            async with open_websocket_url(url) as ws:
+                _, infos[n] = await start(ws, track="loud.wav")
+                await send(ws, "credit", frames=1 << 30)
+                results[n], _ = await receive_until(ws, 2, grant_back=False)
+                await finish(ws)
+
+        async def live() -> None:
+            async with open_websocket_url(url) as ws:
+                assert (await text(ws))["type"] == "hello"
+                await send(ws, "start", pipeline="analyze", sample_rate=RATE)
+                assert (await text(ws))["type"] == "started"
+                tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * RATE) / RATE)).astype("<f4")
+                for k in range(0, len(tone), 4096):
+                    await ws.send_message(tone[k : k + 4096].tobytes())
+                summary = await finish(ws)
+                results[-1] = np.array([summary["samples"]])
+
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(play, n)
+            nursery.start_soon(live)
+    reference = offline(library / "loud.wav", infos[0]["mastering"])
+    for n in range(4):
+        assert np.array_equal(results[n], reference), n
+    assert results[-1][0] == 2 * RATE
