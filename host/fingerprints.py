@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -327,24 +327,11 @@ def track_measurements(result: FingerprintResult) -> dict[str, float]:
 
 @asynccontextmanager
 async def open_fingerprint_cache(
-    storage: Storage | None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    limiter: trio.CapacityLimiter | None = None,
-    *,
-    sidecars: bool = True,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    database_timeout_s: float = DEFAULT_TIMEOUT_S,
+    storage: Storage | None, *args: Any, **options: Any
 ) -> AsyncIterator[FingerprintCache]:
-    """A running ``FingerprintCache``; leaving the block abandons generations still running
-    (``wait_idle`` first to let them finish and be stored)."""
-    cache = FingerprintCache(
-        storage,
-        timeout_s,
-        limiter,
-        sidecars=sidecars,
-        max_seconds=max_seconds,
-        database_timeout_s=database_timeout_s,
-    )
+    """A running ``FingerprintCache(storage, *args, **options)``; leaving the block abandons
+    generations still running (``wait_idle`` first to let them finish and be stored)."""
+    cache = FingerprintCache(storage, *args, **options)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(cache.run)

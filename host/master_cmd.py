@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,16 +143,45 @@ def measure_file(registry: Registry, path: Path) -> dict[str, Any]:
         return _summary(meter.finish())
 
 
-def temp_beside(path: Path) -> Path:
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write to; it replaces ``path`` when the block ends
+    without an error and is removed otherwise, so ``path`` is never left half-written. OS and
+    libsndfile errors become LegatoError naming ``path``."""
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
     except OSError as exc:
         raise LegatoError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+    temp = Path(name)
+    try:
+        yield temp
+        os.replace(temp, path)
+    except (OSError, sf.LibsndfileError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise LegatoError(f"{path}: cannot write: {reason}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def open_sink(temp: Path, path: Path, sample_rate: int, channels: int) -> sf.SoundFile:
+    """``temp`` opened for writing audio in the format ``path``'s extension names."""
+    fmt_name, subtype = output_format(path)
+    try:
+        return sf.SoundFile(
+            str(temp),
+            "w",
+            samplerate=sample_rate,
+            channels=channels,
+            format=fmt_name,
+            subtype=subtype,
+        )
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise LegatoError(f"{path}: cannot write: {exc}") from None
 
 
 def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -> dict[str, Any]:
@@ -166,28 +196,11 @@ def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -
     with AudioFile(source_path) as source:
         result = trio.run(lookup, source_path, storage, args.timeout, not args.no_sidecar)
         params = track_measurements(result)
-        temp = temp_beside(out_path)
-        try:
-            try:
-                sink = sf.SoundFile(
-                    str(temp),
-                    "w",
-                    samplerate=source.format.sample_rate,
-                    channels=source.format.channels,
-                    format=fmt_name,
-                    subtype=subtype,
-                )
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise LegatoError(f"{out_path}: cannot write: {exc}") from None
-            with sink:
+        with replacing(out_path) as temp:
+            fmt = source.format
+            with open_sink(temp, out_path, fmt.sample_rate, fmt.channels) as sink:
                 plan, summary, measured_in = master_file(registry, source, sink, params)
             measured_out = measure_file(registry, temp)
-            os.replace(temp, out_path)
-        except OSError as exc:
-            raise LegatoError(f"{out_path}: cannot write: {exc.strerror or exc}") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
         return {
             "input_path": str(source_path),
             "output_path": str(out_path),

@@ -6,23 +6,18 @@ message, the frames written and the session's summary."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
 import trio
 
-from .errors import LegatoError
-from .master_cmd import output_format, temp_beside
+from .master_cmd import open_sink, output_format, replacing
 from .player import open_player
 
 
 async def _play(args: argparse.Namespace, out_path: Path, temp: Path) -> dict[str, Any]:
-    fmt_name, subtype = output_format(out_path)
     started = time.perf_counter()
     first_block_s = None
     frames = 0
@@ -31,14 +26,7 @@ async def _play(args: argparse.Namespace, out_path: Path, temp: Path) -> dict[st
     ) as player:
         if args.seek:
             await player.seek_seconds(args.seek)
-        with sf.SoundFile(
-            str(temp),
-            "w",
-            samplerate=player.sample_rate,
-            channels=player.channels,
-            format=fmt_name,
-            subtype=subtype,
-        ) as sink:
+        with open_sink(temp, out_path, player.sample_rate, player.channels) as sink:
             async for block in player:
                 if first_block_s is None:
                     first_block_s = time.perf_counter() - started
@@ -60,15 +48,7 @@ async def _play(args: argparse.Namespace, out_path: Path, temp: Path) -> dict[st
 def main(args: argparse.Namespace) -> int:
     out_path = Path(args.output)
     output_format(out_path)  # an unknown extension fails before connecting
-    temp = temp_beside(out_path)
-    try:
+    with replacing(out_path) as temp:
         report = trio.run(_play, args, out_path, temp)
-        os.replace(temp, out_path)
-    except (OSError, sf.LibsndfileError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise LegatoError(f"{out_path}: cannot write: {reason}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
     print(json.dumps(report))
     return 0
