@@ -67,7 +67,7 @@ def mastering_speed(registry: Registry, path: Path, repeats: int) -> Section:
     best = float("inf")
     cls = None
     for _ in range(repeats):
-        stage = make_stage(registry, "lwrp_master", AudioFile(path).format, **params)
+        stage = make_stage(registry, "lwrp_master", AudioFile(path).format, params)
         start = time.perf_counter()
         for block in blocks:
             _, events = stage.process_audio(block)  # type: ignore[attr-defined]
@@ -85,7 +85,7 @@ async def first_chunk(registry: Registry, cache: FingerprintCache, path: Path) -
     start = time.perf_counter()
     result = await cache.lookup(path)
     with AudioFile(path) as source:
-        stage = make_stage(registry, "lwrp_master", source.format, **track_measurements(result))
+        stage = make_stage(registry, "lwrp_master", source.format, track_measurements(result))
         ready = 0
         for block in source.blocks(BLOCK_FRAMES):
             ready += len(stage.process_audio(block)[0])  # type: ignore[attr-defined]

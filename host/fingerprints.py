@@ -310,19 +310,15 @@ class FingerprintCache:
 
 
 def track_measurements(result: FingerprintResult) -> dict[str, float]:
-    """The measurements a mastering stage takes from a track's fingerprint (``integrated_lufs``,
-    ``crest_db``); a value outside the stage's range (e.g. a silent track's loudness) is left
-    out, so the stage plans from what is known."""
+    """The measurements a mastering stage plans from, from a track's fingerprint
+    (``integrated_lufs``, ``crest_db``; none for the fallback tier). Each stage takes those it
+    accepts (``legato.params.with_values``): a silent track's loudness, say, is refused by
+    lwrp_master's range and the stage plans from what is left."""
     fp = result.fingerprint
     if fp is None:
         return {}
-    params: dict[str, float] = {}
-    lufs, crest = fp["loudness_lufs"], fp["crest_db"]
-    if math.isfinite(lufs) and -70.0 <= lufs <= 10.0:
-        params["integrated_lufs"] = lufs
-    if math.isfinite(crest) and 0.0 <= crest <= 60.0:
-        params["crest_db"] = crest
-    return params
+    values = {"integrated_lufs": fp["loudness_lufs"], "crest_db": fp["crest_db"]}
+    return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import trio
 from .audio import BLOCK_FRAMES, AudioFile
 from .errors import LegatoError
 from .fingerprints import FingerprintResult, open_fingerprint_cache, track_measurements
-from .params import build_params
+from .params import build_params, with_values
 from .registry import Registry
 from .stage import Stage, StreamFormat
 from .storage import Storage, StorageUnavailable
@@ -65,13 +65,16 @@ def output_format(path: Path) -> tuple[str, str]:
     return chosen
 
 
-def make_stage(registry: Registry, name: str, fmt: StreamFormat, **params: Any) -> Stage:
-    """A stage from its registered type with validated params, as a pipeline builds it."""
+def make_stage(
+    registry: Registry, name: str, fmt: StreamFormat, measurements: Mapping[str, float] = {}
+) -> Stage:
+    """A stage from its registered type with its default params and those of the track's
+    ``measurements`` it accepts, as a playback pipeline builds it."""
     try:
         st = registry.stage_type(name)
     except KeyError:
         raise LegatoError(f"stage type {name!r} is not installed") from None
-    return st.create(build_params(st, params), fmt)
+    return st.create(with_values(st, build_params(st, {}), measurements), fmt)
 
 
 def measurement(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -114,7 +117,7 @@ def master_file(
     """Stream ``source`` through the mastering stage into ``sink``, measuring the input on the
     way; returns the ``mastering`` event, the stage's summary and the input's dynamics."""
     fmt = source.format
-    master = make_stage(registry, "lwrp_master", fmt, **params)
+    master = make_stage(registry, "lwrp_master", fmt, params)
     meter = make_stage(registry, "dynamics", fmt)
     events: list[dict[str, Any]] = []
     written = 0

@@ -120,3 +120,21 @@ def build_params(stage_type: StageType, raw: Mapping[str, Any]) -> Any:
         if problems:
             raise ParamsInvalid(problems)
     return params
+
+
+def with_values(stage_type: StageType, params: Any, values: Mapping[str, Any]) -> Any:
+    """``params`` with those of ``values`` that the stage type declares, that ``params`` leaves
+    unset (None) and that the stage accepts (type, range, its own check) filled in. A value the
+    stage refuses is left out: measurements of a track can be offered to any stage's params
+    without being able to make them invalid."""
+    current = attrs.asdict(params, recurse=False)
+    offered = {k: v for k, v in values.items() if k in current and current[k] is None}
+    while offered:
+        try:
+            return build_params(stage_type, {**current, **offered})
+        except ParamsInvalid as exc:
+            refused = {e.key for e in exc.errors} & offered.keys()
+            if not refused:
+                return params
+            offered = {k: v for k, v in offered.items() if k not in refused}
+    return params

@@ -25,6 +25,7 @@ from .audio import BLOCK_FRAMES, AudioFile
 from .config import Pipeline
 from .fingerprints import FingerprintResult, track_measurements
 from .graph import Graph
+from .params import with_values
 from .protocol import (
     MAX_CREDIT,
     ErrorCode,
@@ -56,20 +57,13 @@ pre-roll makes it bit-identical but costs more per seek."""
 
 def with_track_measurements(pipeline: Pipeline, measurements: dict[str, float]) -> Pipeline:
     """The pipeline with the track's measurements (``integrated_lufs``, ``crest_db`` from its
-    fingerprint) filled into every stage whose params take them and that the config leaves
-    unset: the mastering stage plans from the track it is about to hear."""
-    stages = []
-    for stage in pipeline.stages:
-        params = stage.params
-        if attrs.has(type(params)):
-            names = {f.name for f in attrs.fields(type(params))}
-            fill = {
-                k: v for k, v in measurements.items() if k in names and getattr(params, k) is None
-            }
-            if fill:
-                params = attrs.evolve(params, **fill)
-        stages.append(attrs.evolve(stage, params=params))
-    return attrs.evolve(pipeline, stages=tuple(stages))
+    fingerprint) filled into every stage whose params take them, accept them, and leave them
+    unset in the config: the mastering stage plans from the track it is about to hear."""
+    stages = tuple(
+        attrs.evolve(stage, params=with_values(stage.type, stage.params, measurements))
+        for stage in pipeline.stages
+    )
+    return attrs.evolve(pipeline, stages=stages)
 
 
 def pcm_bytes(audio: np.ndarray, sample_format: str) -> bytes:

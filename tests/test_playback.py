@@ -20,9 +20,9 @@ from live import free_port, legato_serve
 from test_lwrp_master import brickwall, hits, music
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from legato.config import load_config
+from legato.config import load_config, parse_config
 from legato.library import LibrarySettings
-from legato.playback import PREROLL_S
+from legato.playback import PREROLL_S, with_track_measurements
 from legato.player import PlayerError, open_player
 from legato.plugins.fingerprint25d import fingerprint_file
 from legato.testing import make_stage, registry, run_blocks, running_server, server_url
@@ -606,3 +606,20 @@ async def test_players_stream_side_by_side_with_a_live_session(library: Path) ->
     for n in range(4):
         assert np.array_equal(results[n], reference), n
     assert results[-1][0] == 2 * RATE
+
+
+def test_stages_take_only_the_measurements_they_accept() -> None:
+    """A silent track's loudness below lwrp_master's range is refused (the stage plans from
+    the rest), and a value the config sets is never replaced."""
+    config = load_config(None, registry())
+    playback = with_track_measurements(
+        config.pipeline("playback"), {"integrated_lufs": -80.0, "crest_db": 6.0}
+    )
+    params = playback.stages[0].params
+    assert params.integrated_lufs is None and params.crest_db == 6.0
+    text = (Path(__file__).resolve().parent.parent / "host" / "default.toml").read_text()
+    text = text.replace('inputs = ["audio"]\n# integrated', 'inputs = ["audio"]\ncrest_db = 9.0\n#')
+    pinned = parse_config(text, "pinned.toml", registry()).pipeline("playback")
+    params = with_track_measurements(pinned, {"integrated_lufs": -8.0, "crest_db": 6.0})
+    assert params.stages[0].params.integrated_lufs == -8.0
+    assert params.stages[0].params.crest_db == 9.0
