@@ -11,6 +11,7 @@ connection's own task, so a slow or hostile client holds nothing but its own con
 from __future__ import annotations
 
 import contextlib
+import functools
 from importlib import resources
 
 import trio
@@ -29,7 +30,9 @@ PAGES = {
 """Paths served and the files of ``legato/web`` behind them."""
 
 
+@functools.cache
 def page(name: str) -> bytes:
+    """A file of ``legato/web``, read once per process."""
     return resources.files("legato").joinpath("web", name).read_bytes()
 
 
