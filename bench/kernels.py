@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 from common import Section, cpu_model  # noqa: E402
 from signals import Music, music, truth_f0  # noqa: E402
 
-from legato.config import ConfigError, load_config  # noqa: E402
-from legato.graph import Graph  # noqa: E402
+from legato.config.pipelines import ConfigError, load_config  # noqa: E402
+from legato.engine.graph import Graph  # noqa: E402
 from legato.stage import Event, StageType, StreamFormat  # noqa: E402
 from legato.testing import make_stage, registry, split, stage_input  # noqa: E402
 

@@ -118,7 +118,7 @@ def legato_command(port: int) -> list[str]:
     script = Path(sys.executable).with_name("legato")
     if script.exists():
         return [str(script), "serve", "--port", str(port)]
-    code = "import sys; from legato.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from legato.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return [sys.executable, "-c", code, "serve", "--port", str(port)]
 
 

@@ -27,14 +27,14 @@ sys.path.insert(0, str(BENCH))
 from common import Section, machine, rounded  # noqa: E402
 from signals import music  # noqa: E402
 
-from legato.audio import BLOCK_FRAMES, AudioFile  # noqa: E402
-from legato.fingerprints import (  # noqa: E402
+from legato.cli.master import make_stage  # noqa: E402
+from legato.client.player import open_player  # noqa: E402
+from legato.engine.files import BLOCK_FRAMES, AudioFile  # noqa: E402
+from legato.library.fingerprints import (  # noqa: E402
     FingerprintCache,
     open_fingerprint_cache,
     track_measurements,
 )
-from legato.master_cmd import make_stage  # noqa: E402
-from legato.player import open_player  # noqa: E402
 from legato.plugins.fingerprint25d import fingerprint_file  # noqa: E402
 from legato.registry import Registry, load_registry  # noqa: E402
 from legato.storage import open_storage  # noqa: E402

@@ -36,10 +36,10 @@ from common import Section  # noqa: E402
 from signals import music  # noqa: E402
 
 from legato import __version__  # noqa: E402
-from legato.config import load_config  # noqa: E402
-from legato.graph import Graph  # noqa: E402
-from legato.protocol import encode_event  # noqa: E402
-from legato.recorder import Recorder, RecorderSettings  # noqa: E402
+from legato.config.pipelines import load_config  # noqa: E402
+from legato.engine.graph import Graph  # noqa: E402
+from legato.protocol.messages import encode_event  # noqa: E402
+from legato.records.recorder import Recorder, RecorderSettings  # noqa: E402
 from legato.stage import StreamFormat  # noqa: E402
 from legato.storage import (  # noqa: E402
     Batch,
@@ -320,8 +320,8 @@ async def analytics(
 
 
 NO_STORAGE = (
-    "import sys, attrs, trio; from legato.config import load_config; "
-    "from legato.registry import load_registry; from legato.server import serve; "
+    "import sys, attrs, trio; from legato.config.pipelines import load_config; "
+    "from legato.registry import load_registry; from legato.server.server import serve; "
     "config = load_config(None, load_registry()); "
     "trio.run(serve, config, attrs.evolve(config.server, port=int(sys.argv[1])))"
 )

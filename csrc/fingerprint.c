@@ -11,8 +11,8 @@
  *
  * What a result needs beyond the streaming state (the spectral frame still open at the end,
  * the peak picker's missing lookahead) is computed on copies of the two accumulators
- * (lg_fp_spec, lg_fp_env: fixed-size structs), so a result describes the stream as if it had
- * ended there and leaves the stream's own state untouched. */
+ * (lg_fingerprint_spec, lg_fingerprint_env: fixed-size structs), so a result describes the
+ * stream as if it had ended there and leaves the stream's own state untouched. */
 #include "fingerprint.h"
 
 #include <math.h>
@@ -92,7 +92,7 @@ typedef struct {
     long long voiced, pairs; /* frames with energy; consecutive pairs of them */
     double prev_chroma[CHROMA];
     int prev_voiced;
-} lg_fp_spec;
+} lg_fingerprint_spec;
 
 /* The onset envelope's peak picker and autocorrelation. */
 typedef struct {
@@ -102,14 +102,14 @@ typedef struct {
     double hp_x, hp_y;
     double d[MAX_LAG + 1]; /* high-passed envelope, by frame index modulo MAX_LAG + 1 */
     double ac[MAX_LAG + 1];
-} lg_fp_env;
+} lg_fingerprint_env;
 
 typedef struct {
     long long count[HIST_BINS];
     double power[HIST_BINS], sum[HIST_BINS], sum2[HIST_BINS];
-} lg_fp_hist;
+} lg_fingerprint_hist;
 
-struct lg_fp {
+struct lg_fingerprint {
     /* configuration */
     int rate, channels;
     int n, hop;         /* spectral frame and hop */
@@ -142,16 +142,16 @@ struct lg_fp {
     long long silent, groups;
     double crest_sum, crest_sum2, peak_sum, peak_max;
     double hop_energy[HOP_RING];
-    lg_fp_spec spec_acc, spec_tmp;
-    lg_fp_env env, env_tmp;
-    lg_fp_hist hist;
+    lg_fingerprint_spec spec_acc, spec_tmp;
+    lg_fingerprint_env env, env_tmp;
+    lg_fingerprint_hist hist;
 };
 
-int lg_fp_version(void) { return VERSION; }
+int lg_fingerprint_version(void) { return VERSION; }
 
-int lg_fp_dimensions(void) { return DIMS; }
+int lg_fingerprint_dimensions(void) { return DIMS; }
 
-const char *lg_fp_name(int i) { return i >= 0 && i < DIMS ? NAMES[i] : NULL; }
+const char *lg_fingerprint_name(int i) { return i >= 0 && i < DIMS ? NAMES[i] : NULL; }
 
 /* The first bin whose centre frequency is at least hz. */
 static int bin_at(double hz, int n, int rate) { return (int)ceil(hz * n / rate - 1e-9); }
@@ -161,7 +161,7 @@ static int frames_of(double ms, double frame_rate)
     return (int)lround(ms / 1000.0 * frame_rate);
 }
 
-void lg_fp_reset(lg_fp *s)
+void lg_fingerprint_reset(lg_fingerprint *s)
 {
     if (!s)
         return;
@@ -182,7 +182,7 @@ void lg_fp_reset(lg_fp *s)
     memset(&s->hist, 0, sizeof s->hist);
 }
 
-void lg_fp_free(lg_fp *s)
+void lg_fingerprint_free(lg_fingerprint *s)
 {
     if (!s)
         return;
@@ -207,7 +207,7 @@ void lg_fp_free(lg_fp *s)
 
 /* Circular autocorrelation of the content below fs / 4 of a frame with power spectrum p, at
  * even lags (lag 2 t in buf[t], t < n / 2): inverse FFT of bins 0 .. n / 4 with DC removed. */
-static void lag_autocorrelation(lg_fp *s, const double *p)
+static void lag_autocorrelation(lg_fingerprint *s, const double *p)
 {
     const int quarter = s->n / 4;
     double *x = s->spec;
@@ -221,7 +221,7 @@ static void lag_autocorrelation(lg_fp *s, const double *p)
 }
 
 /* The power spectrum of buf into power[0 .. n / 2]. */
-static void power_spectrum(lg_fp *s)
+static void power_spectrum(lg_fingerprint *s)
 {
     lg_fft_forward(s->fft, s->buf, s->spec);
     const double *x = s->spec;
@@ -230,8 +230,9 @@ static void power_spectrum(lg_fp *s)
         p[k] = x[2 * k] * x[2 * k] + x[2 * k + 1] * x[2 * k + 1];
 }
 
-/* Tables that depend on the rate: window, bins of the bands and chroma, lags. */
-static int setup(lg_fp *s)
+/* Tables that depend on the rate: window, bins of the bands and chroma, lags. Returns 1, or 0
+ * if the rate needs more than the fixed-size tables hold. */
+static int setup(lg_fingerprint *s)
 {
     const int n = s->n, half = n / 2, rate = s->rate;
     const double nyq = 0.5 * rate;
@@ -245,7 +246,7 @@ static int setup(lg_fp *s)
     if (s->k_hi > half)
         s->k_hi = half;
     if (s->k_hi > MAX_LTAS)
-        return -1;
+        return 0;
     for (int b = 0; b < 8; b++) {
         int k = bin_at(BAND_EDGES[b], n, rate);
         s->band_start[b] = k < s->k_lo ? s->k_lo : (k > s->k_hi ? s->k_hi : k);
@@ -261,7 +262,7 @@ static int setup(lg_fp *s)
     s->tau_lo = (int)ceil(rate / (2.0 * HARMONIC_F0_HI));
     s->tau_hi = (int)floor(rate / (2.0 * HARMONIC_F0_LO));
     if (s->tau_lo < 1 || s->tau_hi + 1 >= n / 4)
-        return -1;
+        return 0;
     for (int i = 0; i < n; i++)
         s->buf[i] = s->win[i];
     power_spectrum(s);
@@ -275,19 +276,19 @@ static int setup(lg_fp *s)
     s->wait = frames_of(PICK_WAIT_MS, s->frame_rate);
     s->lookahead = s->post_max > s->post_avg ? s->post_max : s->post_avg;
     if (s->pre_avg + s->post_avg + 1 > PICK_RING || s->pre_max + s->post_max + 1 > PICK_RING)
-        return -1;
+        return 0;
     s->lags = (int)ceil(MAX_LAG_S * s->frame_rate) + 1;
     if (s->lags > MAX_LAG)
-        return -1;
+        return 0;
     s->hp_a = exp(-2.0 * LG_PI * HIGHPASS_HZ / s->frame_rate);
-    return 0;
+    return 1;
 }
 
-lg_fp *lg_fp_new(int sample_rate, int channels)
+lg_fingerprint *lg_fingerprint_new(int sample_rate, int channels)
 {
     if (sample_rate < 8000 || sample_rate > 384000 || channels < 1 || channels > 6)
         return NULL;
-    lg_fp *s = calloc(1, sizeof *s);
+    lg_fingerprint *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     const int n = 1 << (int)lround(log2(0.1 * sample_rate));
@@ -325,17 +326,17 @@ lg_fp *lg_fp_new(int sample_rate, int channels)
     s->flux = malloc(sizeof(double) * (size_t)(s->flux_cap > 0 ? s->flux_cap : 1));
     if (!s->meter || !s->onsets || !s->fft || !s->afft || !s->win || !s->chroma_class ||
         !s->rw_inv || !s->ring || !s->buf || !s->spec || !s->power || !s->clean || !s->mono ||
-        !s->momentary || !s->short_term || !s->flux || s->flux_cap <= 0 || setup(s) != 0) {
-        lg_fp_free(s);
+        !s->momentary || !s->short_term || !s->flux || s->flux_cap <= 0 || !setup(s)) {
+        lg_fingerprint_free(s);
         return NULL;
     }
-    lg_fp_reset(s);
+    lg_fingerprint_reset(s);
     return s;
 }
 
 /* Spectral frame k, samples [(k - 1) hop, (k + 1) hop) windowed into buf, silence outside
  * [0, end). */
-static void frame_from_ring(lg_fp *s, long long k, long long end)
+static void frame_from_ring(lg_fingerprint *s, long long k, long long end)
 {
     const int n = s->n;
     const long long start = (k - 1) * s->hop;
@@ -422,7 +423,7 @@ static double chroma_correlation(const double *a, const double *b)
 }
 
 /* The highest local maximum of the frame's normalised autocorrelation over the harmonic lags. */
-static double harmonicity(lg_fp *s, const double *p)
+static double harmonicity(lg_fingerprint *s, const double *p)
 {
     lag_autocorrelation(s, p);
     double *r = s->buf, best = 0.0;
@@ -438,7 +439,7 @@ static double harmonicity(lg_fp *s, const double *p)
 }
 
 /* Spectral frame k of a stream ending at end, into acc. */
-static void spectral_frame(lg_fp *s, lg_fp_spec *acc, long long k, long long end)
+static void spectral_frame(lg_fingerprint *s, lg_fingerprint_spec *acc, long long k, long long end)
 {
     frame_from_ring(s, k, end);
     power_spectrum(s);
@@ -489,7 +490,7 @@ static void spectral_frame(lg_fp *s, lg_fp_spec *acc, long long k, long long end
 }
 
 /* Decides whether envelope frame j is an onset, given frames 0 .. last. */
-static void pick(const lg_fp *s, lg_fp_env *env, long long j, long long last)
+static void pick(const lg_fingerprint *s, lg_fingerprint_env *env, long long j, long long last)
 {
     if (!env->loud[j % PICK_RING] || j - env->last_onset < s->wait)
         return;
@@ -512,7 +513,7 @@ static void pick(const lg_fp *s, lg_fp_env *env, long long j, long long last)
 
 /* The next onset envelope value: autocorrelation after the high-pass, and peak picking of the
  * frames whose lookahead it completes. */
-static void envelope_frame(lg_fp *s, lg_fp_env *env, double flux, int loud)
+static void envelope_frame(lg_fingerprint *s, lg_fingerprint_env *env, double flux, int loud)
 {
     const long long j = env->frames++;
     env->flux[j % PICK_RING] = flux;
@@ -532,7 +533,7 @@ static void envelope_frame(lg_fp *s, lg_fp_env *env, double flux, int loud)
     }
 }
 
-static void hist_add(lg_fp_hist *h, double lufs)
+static void hist_add(lg_fingerprint_hist *h, double lufs)
 {
     if (!(lufs > HIST_MIN))
         return;
@@ -544,7 +545,7 @@ static void hist_add(lg_fp_hist *h, double lufs)
     h->sum2[k] += lufs * lufs;
 }
 
-static void block_done(lg_fp *s)
+static void block_done(lg_fingerprint *s)
 {
     const double len = (double)s->blk_len * s->channels;
     const double sq = s->blk_sq + s->blk_ll + s->blk_rr;
@@ -577,8 +578,8 @@ static void block_done(lg_fp *s)
 /* Per-frame work for len frames that cross no onset-hop or block boundary: the mono mix into
  * the ring and mono[], block sums (blk_sq holds the channels beyond the first two, whose
  * squares are blk_ll and blk_rr). Inlined with a constant channel count. */
-static inline __attribute__((always_inline)) void samples(lg_fp *s, const float *x, float *mono,
-                                                          int len, const int ch)
+static inline __attribute__((always_inline)) void samples(lg_fingerprint *s, const float *x,
+                                                          float *mono, int len, const int ch)
 {
     double *ring = s->ring;
     const long long mask = s->n - 1, pos = s->frames;
@@ -621,7 +622,7 @@ static inline __attribute__((always_inline)) void samples(lg_fp *s, const float 
 }
 
 /* The per-frame pass over a sanitised chunk, with the spectral frames and blocks it completes. */
-static void consume(lg_fp *s, const float *x, int len)
+static void consume(lg_fingerprint *s, const float *x, int len)
 {
     const int ch = s->channels;
     for (int i = 0; i < len;) {
@@ -658,7 +659,7 @@ static void consume(lg_fp *s, const float *x, int len)
 
 /* The onset detector over a mono chunk, and each envelope value it completes; frame j spans
  * onset hops j and j + 1, whose mono energy gates it. */
-static void onset_envelope(lg_fp *s, const float *mono, int len)
+static void onset_envelope(lg_fingerprint *s, const float *mono, int len)
 {
     int count = lg_onsets_flux(s->onsets, mono, len, s->flux, s->flux_cap);
     const double gate = SILENCE_POWER * s->owin;
@@ -669,10 +670,10 @@ static void onset_envelope(lg_fp *s, const float *mono, int len)
     }
 }
 
-int lg_fp_process(lg_fp *s, const float *in, int n)
+int lg_fingerprint_process(lg_fingerprint *s, const float *in, int n)
 {
     if (!s || n < 0 || (n > 0 && !in))
-        return -1;
+        return LG_ERR_ARGUMENT;
     const int ch = s->channels;
     for (int off = 0; off < n; off += CHUNK) {
         const int len = n - off < CHUNK ? n - off : CHUNK;
@@ -707,7 +708,8 @@ static double ac_at(const double *ac, int lags, double lag)
 }
 
 /* Tempo (BPM) and rhythm stability from the envelope's autocorrelation. */
-static void tempo(const lg_fp *s, const lg_fp_env *env, double *bpm, double *stability)
+static void tempo(const lg_fingerprint *s, const lg_fingerprint_env *env, double *bpm,
+                  double *stability)
 {
     *bpm = 0.0;
     *stability = 0.0;
@@ -733,7 +735,7 @@ static void tempo(const lg_fp *s, const lg_fp_env *env, double *bpm, double *sta
 }
 
 /* Standard deviation of the short-term loudness values passing the EBU Tech 3342 gates. */
-static double loudness_variation(const lg_fp_hist *h)
+static double loudness_variation(const lg_fingerprint_hist *h)
 {
     long long n = 0;
     double power = 0.0;
@@ -766,14 +768,14 @@ static double loudness_variation(const lg_fp_hist *h)
 
 static double clamp(double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-int lg_fp_result(lg_fp *s, double *out)
+int lg_fingerprint_result(lg_fingerprint *s, double *out)
 {
     if (!s || !out)
-        return -1;
+        return LG_ERR_ARGUMENT;
     const long long n = s->frames;
     const int ch = s->channels;
-    lg_fp_spec *spec = &s->spec_tmp;
-    lg_fp_env *env = &s->env_tmp;
+    lg_fingerprint_spec *spec = &s->spec_tmp;
+    lg_fingerprint_env *env = &s->env_tmp;
     *spec = s->spec_acc;
     *env = s->env;
     if (n % s->hop != 0)
@@ -845,11 +847,11 @@ int lg_fp_result(lg_fp *s, double *out)
         out[23] = clamp((ll + rr - 2.0 * lr) / (2.0 * (ll + rr)), 0.0, 1.0);
         out[24] = ll > 0.0 && rr > 0.0 ? clamp(lr / sqrt(ll * rr), -1.0, 1.0) : 0.0;
     }
-    return 0;
+    return LG_OK;
 }
 
-long long lg_fp_frames(const lg_fp *s) { return s ? s->frames : 0; }
+long long lg_fingerprint_frames(const lg_fingerprint *s) { return s ? s->frames : 0; }
 
-long long lg_fp_nonfinite(const lg_fp *s) { return s ? s->nonfinite : 0; }
+long long lg_fingerprint_nonfinite(const lg_fingerprint *s) { return s ? s->nonfinite : 0; }
 
-long long lg_fp_onsets(const lg_fp *s) { return s ? s->env.onsets : 0; }
+long long lg_fingerprint_onsets(const lg_fingerprint *s) { return s ? s->env.onsets : 0; }

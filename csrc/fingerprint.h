@@ -79,33 +79,35 @@
 #ifndef LEGATO_FINGERPRINT_H
 #define LEGATO_FINGERPRINT_H
 
+#include "status.h"
+
 /* cffi:begin */
-typedef struct lg_fp lg_fp;
+typedef struct lg_fingerprint lg_fingerprint;
 
 /* Algorithm version of the values (bumped whenever any value can change) and dimension count. */
-int lg_fp_version(void);
-int lg_fp_dimensions(void);
+int lg_fingerprint_version(void);
+int lg_fingerprint_dimensions(void);
 /* Name of dimension i (snake_case, unit suffix where it has one), NULL outside 0..24. */
-const char *lg_fp_name(int i);
+const char *lg_fingerprint_name(int i);
 
 /* 8000..384000 Hz, 1..6 channels (the BS.1770 layouts of csrc/loudness.h); NULL otherwise. */
-lg_fp *lg_fp_new(int sample_rate, int channels);
-void lg_fp_free(lg_fp *s);
+lg_fingerprint *lg_fingerprint_new(int sample_rate, int channels);
+void lg_fingerprint_free(lg_fingerprint *s);
 /* Back to the state of a new fingerprint. */
-void lg_fp_reset(lg_fp *s);
+void lg_fingerprint_reset(lg_fingerprint *s);
 
-/* Feeds n interleaved frames; returns n, or -1 on bad arguments. */
-int lg_fp_process(lg_fp *s, const float *in, int n);
+/* Feeds n interleaved frames; returns n, or LG_ERR_ARGUMENT. */
+int lg_fingerprint_process(lg_fingerprint *s, const float *in, int n);
 
-/* Writes the 25 values for the stream fed so far into out; returns 0, or -1 on bad arguments.
+/* Writes the 25 values for the stream fed so far into out; returns LG_OK, or LG_ERR_ARGUMENT.
  * Does not change what later calls compute. */
-int lg_fp_result(lg_fp *s, double *out);
+int lg_fingerprint_result(lg_fingerprint *s, double *out);
 
-long long lg_fp_frames(const lg_fp *s);
+long long lg_fingerprint_frames(const lg_fingerprint *s);
 /* Non-finite input samples seen so far; each was read as 0.0. */
-long long lg_fp_nonfinite(const lg_fp *s);
+long long lg_fingerprint_nonfinite(const lg_fingerprint *s);
 /* Onsets found so far in the completed onset frames. */
-long long lg_fp_onsets(const lg_fp *s);
+long long lg_fingerprint_onsets(const lg_fingerprint *s);
 /* cffi:end */
 
 #endif

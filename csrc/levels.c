@@ -94,10 +94,12 @@ int lg_levels_process(lg_levels *lv, const float *in, int n, double *mean_square
                       int cap)
 {
     if (!lv || n < 0 || (n > 0 && !in))
-        return -2;
+        return LG_ERR_ARGUMENT;
     long long hops = ((long long)lv->fill + n) / lv->hop;
-    if (hops > cap || (hops > 0 && (!mean_square || !peak)))
-        return -1;
+    if (hops > 0 && (!mean_square || !peak))
+        return LG_ERR_ARGUMENT;
+    if (hops > cap)
+        return LG_ERR_CAPACITY;
     int count;
     switch (lv->channels) {
     case 1:

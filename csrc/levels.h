@@ -2,6 +2,8 @@
 #ifndef LEGATO_LEVELS_H
 #define LEGATO_LEVELS_H
 
+#include "status.h"
+
 /* cffi:begin */
 typedef struct lg_levels lg_levels;
 
@@ -11,8 +13,8 @@ void lg_levels_free(lg_levels *lv);
 void lg_levels_reset(lg_levels *lv);
 
 /* Feeds n interleaved frames and writes, for every hop completed, its mean square and its peak
- * absolute sample. Returns the number of hops, -1 if cap is smaller than the hops n frames can
- * complete (nothing is consumed then), or -2 on bad args. */
+ * absolute sample. Returns the number of hops, LG_ERR_ARGUMENT, or LG_ERR_CAPACITY if cap is
+ * smaller than the hops n frames can complete (nothing is consumed then). */
 int lg_levels_process(lg_levels *lv, const float *in, int n, double *mean_square, double *peak,
                       int cap);
 

@@ -220,7 +220,7 @@ lg_limiter *lg_limiter_new(int channels, double sample_rate, double ceiling, dou
 
 int lg_limiter_latency(const lg_limiter *lim)
 {
-    return lim ? 2 * lim->latency : -2;
+    return lim ? 2 * lim->latency : LG_ERR_ARGUMENT;
 }
 
 typedef double lm_v2 __attribute__((vector_size(16)));
@@ -471,7 +471,7 @@ static int stage_run(lg_limiter *lim, lm_stage *st, const double *in, const int6
 int lg_limiter_process(lg_limiter *lim, const double *in, int n, double *out)
 {
     if (!lim || n < 0 || (n > 0 && (!in || !out)))
-        return -2;
+        return LG_ERR_ARGUMENT;
     const int ch = lim->channels;
     int count = 0;
     for (int off = 0; off < n; off += LM_CHUNK) {

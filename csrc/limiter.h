@@ -5,6 +5,8 @@
 #ifndef LEGATO_LIMITER_H
 #define LEGATO_LIMITER_H
 
+#include "status.h"
+
 typedef struct lg_limiter lg_limiter;
 
 /* 1..64 interleaved channels at 1000..1e6 Hz; the true peak is kept at or below ceiling
@@ -16,13 +18,13 @@ lg_limiter *lg_limiter_new(int channels, double sample_rate, double ceiling, dou
 void lg_limiter_free(lg_limiter *lim);
 void lg_limiter_reset(lg_limiter *lim);
 
-/* Frames between a frame going in and the same frame coming out. */
+/* Frames between a frame going in and the same frame coming out (LG_ERR_ARGUMENT for NULL). */
 int lg_limiter_latency(const lg_limiter *lim);
 
 /* Feeds n interleaved finite frames and writes the output frames that became ready (at most n),
  * each the input frame `latency` frames earlier times its gain. Frames before the stream count
  * as silence; to end a stream, feed `latency` frames of silence. Returns the count written or
- * -2 on bad args. */
+ * LG_ERR_ARGUMENT. */
 int lg_limiter_process(lg_limiter *lim, const double *in, int n, double *out);
 
 /* Output frames written so far with a gain below 1, and the smallest gain (1.0 if none). */

@@ -82,7 +82,7 @@ static int redesign(const double *b48, const double *a48, double fs, double *b, 
     double p2 = (b48[0] + b48[1] + b48[2]) * d48 / (4.0 * k48 * k48);
     double corner = atan(k48) * 48000.0 / LG_PI; /* Hz */
     if (!(corner < 0.45 * fs))
-        return -1;
+        return LG_ERR_ARGUMENT;
     double k = tan(LG_PI * corner / fs);
     double d = 1.0 + k * inv_q + k * k;
     a[0] = 1.0;
@@ -91,7 +91,7 @@ static int redesign(const double *b48, const double *a48, double fs, double *b, 
     b[0] = (p0 + p1 * k + p2 * k * k) / d;
     b[1] = 2.0 * (p2 * k * k - p0) / d;
     b[2] = (p0 - p1 * k + p2 * k * k) / d;
-    return 0;
+    return LG_OK;
 }
 
 int lg_kweighting_design(double sample_rate, double *shelf_b, double *shelf_a, double *hp_b,
@@ -99,9 +99,10 @@ int lg_kweighting_design(double sample_rate, double *shelf_b, double *shelf_a, d
 {
     if (!(sample_rate >= 8000.0 && sample_rate <= 384000.0) || !shelf_b || !shelf_a || !hp_b ||
         !hp_a)
-        return -1;
-    if (redesign(SHELF_B48, SHELF_A48, sample_rate, shelf_b, shelf_a) != 0)
-        return -1;
+        return LG_ERR_ARGUMENT;
+    const int status = redesign(SHELF_B48, SHELF_A48, sample_rate, shelf_b, shelf_a);
+    if (status != LG_OK)
+        return status;
     return redesign(HP_B48, HP_A48, sample_rate, hp_b, hp_a);
 }
 
@@ -304,11 +305,13 @@ int lg_loudness_process(lg_loudness *m, const float *in, int n, double *momentar
                         double *short_term, int cap)
 {
     if (!m || n < 0 || (n > 0 && !in))
-        return -2;
+        return LG_ERR_ARGUMENT;
     if (m->hop > 0) {
         long long reports = ((long long)(m->hop - m->to_hop) + n) / m->hop;
-        if (reports > cap || (reports > 0 && (!momentary || !short_term)))
-            return -1;
+        if (reports > 0 && (!momentary || !short_term))
+            return LG_ERR_ARGUMENT;
+        if (reports > cap)
+            return LG_ERR_CAPACITY;
     }
     int count = 0;
     const int ch = m->channels;

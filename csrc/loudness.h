@@ -3,12 +3,15 @@
 #ifndef LEGATO_LOUDNESS_H
 #define LEGATO_LOUDNESS_H
 
+#include "status.h"
+
 /* cffi:begin */
 typedef struct lg_loudness lg_loudness;
 
 /* K-weighting at any rate: the BS.1770 48 kHz biquads mapped back to their analogue prototypes
  * and re-discretised with the bilinear transform. b and a are {b0, b1, b2} and {1, a1, a2} for
- * the high-shelf pre-filter and the RLB high-pass. Returns 0, or -1 for an unusable rate. */
+ * the high-shelf pre-filter and the RLB high-pass. Returns LG_OK, or LG_ERR_ARGUMENT for a rate
+ * outside 8000..384000 Hz or a NULL array. */
 int lg_kweighting_design(double sample_rate, double *shelf_b, double *shelf_a, double *hp_b,
                          double *hp_a);
 
@@ -20,8 +23,9 @@ void lg_loudness_free(lg_loudness *m);
 void lg_loudness_reset(lg_loudness *m);
 
 /* Feeds n interleaved frames. Writes one LUFS value per report into momentary[] and
- * short_term[] (-inf for digital silence) and returns the number of reports, or -1 if cap is
- * smaller than the reports n frames can complete (nothing is consumed then), -2 on bad args. */
+ * short_term[] (-inf for digital silence) and returns the number of reports, LG_ERR_ARGUMENT,
+ * or LG_ERR_CAPACITY if cap is smaller than the reports n frames can complete (nothing is
+ * consumed then). */
 int lg_loudness_process(lg_loudness *m, const float *in, int n, double *momentary,
                         double *short_term, int cap);
 

@@ -35,7 +35,7 @@ struct lg_master {
     lg_limiter *lim;
     double *pre, *post;  /* MS_CHUNK frames each */
     long long frames_in, frames_out, nonfinite;
-    int flushed;
+    int finished;
 };
 
 static double pole(double ms, double sample_rate)
@@ -52,7 +52,7 @@ void lg_master_reset(lg_master *m)
     m->from = m->to = m->gain;
     m->frames_pre = 0;
     m->frames_in = m->frames_out = m->nonfinite = 0;
-    m->flushed = 0;
+    m->finished = 0;
 }
 
 void lg_master_free(lg_master *m)
@@ -102,7 +102,7 @@ lg_master *lg_master_new(int channels, double sample_rate, double gain_db,
 
 int lg_master_latency(const lg_master *m)
 {
-    return m ? lg_limiter_latency(m->lim) : -2;
+    return m ? lg_limiter_latency(m->lim) : LG_ERR_ARGUMENT;
 }
 
 /* Updates the envelopes with a frame of mean square p; every MS_CONTROL frames (counted from
@@ -168,11 +168,11 @@ static void store(lg_master *m, int count, float *out)
 int lg_master_process(lg_master *m, const float *in, int n, float *out, int cap)
 {
     if (!m || n < 0 || (n > 0 && (!in || !out)))
-        return -2;
-    if (m->flushed)
-        return -3;
+        return LG_ERR_ARGUMENT;
+    if (m->finished)
+        return LG_ERR_FINISHED;
     if (cap < n)
-        return -1;
+        return LG_ERR_CAPACITY;
     const int ch = m->channels;
     int written = 0;
     for (int off = 0; off < n; off += MS_CHUNK) {
@@ -186,17 +186,17 @@ int lg_master_process(lg_master *m, const float *in, int n, float *out, int cap)
     return written;
 }
 
-int lg_master_flush(lg_master *m, float *out, int cap)
+int lg_master_finish(lg_master *m, float *out, int cap)
 {
     if (!m || cap < 0)
-        return -2;
-    if (m->flushed)
-        return 0;
+        return LG_ERR_ARGUMENT;
     const long long owed = m->frames_in - m->frames_out;
-    if (cap < owed)
-        return -1;
     if (owed > 0 && !out)
-        return -2;
+        return LG_ERR_ARGUMENT;
+    if (m->finished)
+        return LG_ERR_FINISHED;
+    if (cap < owed)
+        return LG_ERR_CAPACITY;
     const int ch = m->channels;
     for (int i = 0; i < MS_CHUNK * ch; i++)
         m->pre[i] = 0.0;
@@ -207,7 +207,7 @@ int lg_master_flush(lg_master *m, float *out, int cap)
         store(m, count, out + (size_t)written * (size_t)ch);
         written += count;
     }
-    m->flushed = 1;
+    m->finished = 1;
     return written;
 }
 

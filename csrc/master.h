@@ -1,8 +1,10 @@
 /* Loudness-war restraint mastering: a static gain and an optional downward expander, then the
  * lookahead true-peak limiter (limiter.h). The output is the input delayed by the limiter's
- * latency; lg_master_flush returns the delayed tail, so output length equals input length. */
+ * latency; lg_master_finish returns the delayed tail, so output length equals input length. */
 #ifndef LEGATO_MASTER_H
 #define LEGATO_MASTER_H
+
+#include "status.h"
 
 /* cffi:begin */
 typedef struct lg_master lg_master;
@@ -22,17 +24,19 @@ lg_master *lg_master_new(int channels, double sample_rate, double gain_db,
 void lg_master_free(lg_master *m);
 void lg_master_reset(lg_master *m);
 
-/* Frames the output lags the input. */
+/* Frames the output lags the input (LG_ERR_ARGUMENT for NULL). */
 int lg_master_latency(const lg_master *m);
 
 /* Feeds n interleaved frames and writes the output frames that became ready (at most n: out
  * must hold cap >= n frames). Non-finite input samples are processed as 0.0 and counted.
- * Returns the frames written, -1 if cap < n, -2 on bad args, -3 after lg_master_flush. */
+ * Returns the frames written, LG_ERR_ARGUMENT, LG_ERR_FINISHED after lg_master_finish, or
+ * LG_ERR_CAPACITY if cap < n. */
 int lg_master_process(lg_master *m, const float *in, int n, float *out, int cap);
 
 /* End of stream: writes the frames still held (min(frames fed, latency)), as if silence
- * followed. Returns their count, -1 if cap is smaller, -2 on bad args; 0 if already flushed. */
-int lg_master_flush(lg_master *m, float *out, int cap);
+ * followed. Returns their count, LG_ERR_ARGUMENT, LG_ERR_FINISHED if already finished, or
+ * LG_ERR_CAPACITY if cap is smaller than the count (cap >= latency always suffices). */
+int lg_master_finish(lg_master *m, float *out, int cap);
 
 /* Output frames so far whose limiter gain was below 1; the largest gain reduction in dB (>= 0);
  * non-finite input samples seen. */

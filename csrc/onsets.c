@@ -72,18 +72,19 @@ void lg_onsets_free(lg_onsets *s)
 }
 
 /* Triangular bands on a log-frequency grid (440 * 2^(i / bpo) Hz) mapped to FFT bins; grid
- * points that land on the same bin are merged, so low bands become single bins. */
+ * points that land on the same bin are merged, so low bands become single bins. Returns 1, or 0
+ * if the range holds fewer than 3 bands or memory ran out. */
 static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin, double fmax)
 {
     int half = s->nfft / 2;
     double top = fmax < 0.5 * sample_rate ? fmax : 0.5 * sample_rate;
     if (!(fmin > 0.0) || !(top > fmin))
-        return -1;
+        return 0;
     int lo = (int)floor(bpo * log2(fmin / 440.0));
     int hi = (int)ceil(bpo * log2(top / 440.0));
     int *bins = malloc(sizeof(int) * (size_t)(hi - lo + 1));
     if (!bins)
-        return -1;
+        return 0;
     int nbins = 0;
     for (int i = lo; i <= hi; i++) {
         int b = (int)floor(440.0 * pow(2.0, (double)i / bpo) * s->nfft / sample_rate + 0.5);
@@ -92,7 +93,7 @@ static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin,
         if (nbins == 0 || b != bins[nbins - 1])
             bins[nbins++] = b;
     }
-    int ok = -1;
+    int ok = 0;
     s->nbands = nbins - 2;
     if (s->nbands >= 3) {
         s->fb_first = malloc(sizeof(int) * (size_t)s->nbands);
@@ -112,7 +113,7 @@ static int build_filterbank(lg_onsets *s, int sample_rate, int bpo, double fmin,
             }
             s->bin_lo = bins[0] + 1;
             s->bin_hi = bins[nbins - 1];
-            ok = 0;
+            ok = 1;
         }
     }
     free(bins);
@@ -129,13 +130,14 @@ static const double REF_PARTIAL = 0.316;
  *   ln(1 + g c(d)) - ln(1 + g c(d + mu*hop)),   g = A * compression,
  * largest at the d stored as the offset. Louder partials peak later in the window (earlier
  * frames), quieter ones earlier: from 30 dB below the level up to the level the position moves
- * by under a fifth of the window (4 ms for 1024 samples at 44.1 kHz). */
+ * by under a fifth of the window (4 ms for 1024 samples at 44.1 kHz). Returns 1, or 0 if memory
+ * ran out. */
 static int calibrate_offset(lg_onsets *s)
 {
     int n = s->window, lag = s->mu * s->hop;
     double *tail = malloc(sizeof(double) * (size_t)(n + 1));
     if (!tail)
-        return -1;
+        return 0;
     tail[n] = 0.0;
     for (int d = n - 1; d >= 0; d--)
         tail[d] = tail[d + 1] + s->win[d];
@@ -150,7 +152,7 @@ static int calibrate_offset(lg_onsets *s)
         }
     }
     free(tail);
-    return 0;
+    return 1;
 }
 
 lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_octave,
@@ -205,7 +207,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     s->sorted = malloc(sizeof(double) * ((size_t)pre_avg + (size_t)post_avg + 1));
     if (!s->fft || !s->win || !s->frame || !s->fft_in || !s->spec || !s->mag || !s->flux ||
         !s->power || !s->sorted ||
-        build_filterbank(s, sample_rate, bands_per_octave, fmin, fmax) != 0) {
+        !build_filterbank(s, sample_rate, bands_per_octave, fmin, fmax)) {
         lg_onsets_free(s);
         return NULL;
     }
@@ -224,7 +226,7 @@ lg_onsets *lg_onsets_new(int sample_rate, int window, int hop, int bands_per_oct
     }
     for (int i = 0; i < window; i++)
         s->win[i] /= sum;
-    if (calibrate_offset(s) != 0) {
+    if (!calibrate_offset(s)) {
         lg_onsets_free(s);
         return NULL;
     }
@@ -470,22 +472,22 @@ int lg_onsets_process(lg_onsets *s, const float *in, int n, int64_t *onset_sampl
                       double *strength, int cap)
 {
     if (!s || n < 0 || (n > 0 && !in) || !onset_sample || !strength)
-        return -1;
+        return LG_ERR_ARGUMENT;
     if (s->finished)
-        return -3;
+        return LG_ERR_FINISHED;
     if (cap < lg_onsets_max_outputs(s, n))
-        return -2;
+        return LG_ERR_CAPACITY;
     return feed(s, in, n, NULL, onset_sample, strength);
 }
 
 int lg_onsets_finish(lg_onsets *s, int64_t *onset_sample, double *strength, int cap)
 {
     if (!s || !onset_sample || !strength)
-        return -1;
+        return LG_ERR_ARGUMENT;
     if (s->finished)
-        return -3;
+        return LG_ERR_FINISHED;
     if (cap < lg_onsets_max_outputs(s, -1))
-        return -2;
+        return LG_ERR_CAPACITY;
     int count = 0;
     for (; s->decided < s->odf_frames; s->decided++)
         count += decide(s, s->decided, onset_sample + count, strength + count);
@@ -496,10 +498,10 @@ int lg_onsets_finish(lg_onsets *s, int64_t *onset_sample, double *strength, int 
 int lg_onsets_flux(lg_onsets *s, const float *in, int n, double *flux, int cap)
 {
     if (!s || n < 0 || (n > 0 && !in) || !flux)
-        return -1;
+        return LG_ERR_ARGUMENT;
     if (s->finished)
-        return -3;
+        return LG_ERR_FINISHED;
     if (cap < lg_onsets_max_outputs(s, n))
-        return -2;
+        return LG_ERR_CAPACITY;
     return feed(s, in, n, flux, NULL, NULL);
 }

@@ -32,6 +32,8 @@
 
 #include <stdint.h>
 
+#include "status.h"
+
 /* cffi:begin */
 typedef struct lg_onsets lg_onsets;
 
@@ -51,8 +53,9 @@ void lg_onsets_reset(lg_onsets *s);
 int lg_onsets_max_outputs(const lg_onsets *s, int n);
 
 /* Consume in[0..n) and write the onsets it decides: estimated onset sample since stream start
- * and strength (flux[j], nepers summed over bands). Returns the count, -1 on bad arguments,
- * -2 if cap is too small (nothing consumed), -3 after lg_onsets_finish. */
+ * and strength (flux[j], nepers summed over bands). Returns the count, LG_ERR_ARGUMENT,
+ * LG_ERR_FINISHED after lg_onsets_finish, or LG_ERR_CAPACITY if cap is too small (nothing
+ * consumed). */
 int lg_onsets_process(lg_onsets *s, const float *in, int n, int64_t *onset_sample,
                       double *strength, int cap);
 

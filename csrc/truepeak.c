@@ -208,7 +208,7 @@ static inline __attribute__((always_inline)) void deinterleave(lg_truepeak *tp, 
 int lg_truepeak_process(lg_truepeak *tp, const float *in, int n)
 {
     if (!tp || n < 0 || (n > 0 && !in))
-        return -2;
+        return LG_ERR_ARGUMENT;
     const int ch = tp->channels;
     for (int off = 0; off < n; off += TP_CHUNK) {
         int len = n - off < TP_CHUNK ? n - off : TP_CHUNK;

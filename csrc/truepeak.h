@@ -3,6 +3,8 @@
 #ifndef LEGATO_TRUEPEAK_H
 #define LEGATO_TRUEPEAK_H
 
+#include "status.h"
+
 /* cffi:begin */
 typedef struct lg_truepeak lg_truepeak;
 
@@ -11,7 +13,7 @@ lg_truepeak *lg_truepeak_new(int channels);
 void lg_truepeak_free(lg_truepeak *tp);
 void lg_truepeak_reset(lg_truepeak *tp);
 
-/* Feeds n interleaved frames; returns n, or -2 on bad args. */
+/* Feeds n interleaved frames; returns n, or LG_ERR_ARGUMENT. */
 int lg_truepeak_process(lg_truepeak *tp, const float *in, int n);
 
 /* Largest absolute value of the 4x-oversampled signal so far, linear (1.0 = 0 dBTP), over all

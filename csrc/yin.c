@@ -241,12 +241,12 @@ int lg_yin_process(lg_yin *y, const float *in, int n, double *f0, double *confid
                    int *voiced, int cap)
 {
     if (!y || n < 0 || (n > 0 && !in))
-        return -1;
+        return LG_ERR_ARGUMENT;
     int frames = lg_yin_max_outputs(y, n);
     if (frames > 0 && (!f0 || !confidence || !voiced))
-        return -1;
+        return LG_ERR_ARGUMENT;
     if (frames > cap)
-        return -2;
+        return LG_ERR_CAPACITY;
     const int W = y->window;
     int out = 0;
     int i = 0;
@@ -278,7 +278,7 @@ int lg_yin_process(lg_yin *y, const float *in, int n, double *f0, double *confid
 int lg_yin_frame_cmnd(lg_yin *y, const float *frame, double *diff, double *cmnd)
 {
     if (!y || !frame || !diff || !cmnd)
-        return -1;
+        return LG_ERR_ARGUMENT;
     for (int i = 0; i < y->window; i++)
         y->probe[i] = isfinite(frame[i]) ? (double)frame[i] : 0.0;
     energies(y, y->probe);

@@ -25,6 +25,8 @@
 
 #include <stdint.h>
 
+#include "status.h"
+
 /* cffi:begin */
 typedef struct lg_yin lg_yin;
 
@@ -42,13 +44,13 @@ void lg_yin_reset(lg_yin *y);
 int lg_yin_max_outputs(const lg_yin *y, int n);
 
 /* Consume in[0..n) and write, for each frame it completes, f0 in Hz (0.0 when unvoiced),
- * confidence in [0, 1] and the voiced flag. Returns the number of frames, -1 on bad arguments,
- * -2 if cap is too small (nothing consumed then). */
+ * confidence in [0, 1] and the voiced flag. Returns the number of frames, LG_ERR_ARGUMENT, or
+ * LG_ERR_CAPACITY if cap is too small (nothing consumed then). */
 int lg_yin_process(lg_yin *y, const float *in, int n, double *f0, double *confidence,
                    int *voiced, int cap);
 
 /* One frame in isolation (frame[0..W), streaming state untouched): writes d and d' for lags
- * 0..max_lag into diff and cmnd, and returns max_lag + 1 (-1 on bad arguments). */
+ * 0..max_lag into diff and cmnd, and returns max_lag + 1 (LG_ERR_ARGUMENT on bad arguments). */
 int lg_yin_frame_cmnd(lg_yin *y, const float *frame, double *diff, double *cmnd);
 
 /* Effective window W, lag range and FFT size derived from the parameters. */

@@ -44,7 +44,7 @@ class ServerHandle:
 
 @pytest.fixture
 async def legato_server(request: pytest.FixtureRequest) -> AsyncIterator[ServerHandle]:
-    from .config import parse_config
+    from .config.pipelines import parse_config
 
     marker = request.node.get_closest_marker("legato_config")
     config = (

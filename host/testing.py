@@ -14,13 +14,13 @@ import attrs
 import numpy as np
 import trio
 
-from .graph import downmix
+from .engine.graph import downmix
 from .registry import Registry, load_registry
 from .stage import Event, Stage, StageType, StreamFormat
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .server import Server
+    from .config.pipelines import Config
+    from .server.server import Server
 
 _registry: Registry | None = None
 
@@ -40,7 +40,7 @@ def make_stage(
     **params: Any,
 ) -> tuple[StageType, Stage]:
     """Instantiate a stage type with params validated exactly as a pipeline config would be."""
-    from .params import build_params
+    from .config.params import build_params
 
     st = registry().stage_type(stage_type) if isinstance(stage_type, str) else stage_type
     return st, st.create(build_params(st, params), StreamFormat(sample_rate, channels))
@@ -99,9 +99,9 @@ async def running_server(
     ``settings`` override ``[server]`` values; with ``storage_url`` it records sessions in
     that database (``server.recorder``); with ``library`` playback pipelines serve that
     folder's tracks. ``server_url(server)`` gives its address."""
-    from .config import load_config
-    from .library import Library
-    from .server import Server, open_recorder
+    from .config.pipelines import load_config
+    from .library.tracks import Library
+    from .server.server import Server, open_recorder
     from .storage import open_storage
 
     config = config or load_config(None, registry())

@@ -19,12 +19,12 @@ import soundfile as sf
 import trio
 from live import free_port, legato_serve
 
-from legato.audio import BLOCK_FRAMES, AudioFile
-from legato.client import BlockingSession, ClientError, Session, connect, to_s16le
-from legato.config import Config, load_config
-from legato.runner import run_file
-from legato.server import Server
-from legato.session import State
+from legato.client.session import BlockingSession, ClientError, Session, connect, to_s16le
+from legato.config.pipelines import Config, load_config
+from legato.engine.files import BLOCK_FRAMES, AudioFile
+from legato.engine.runner import run_file
+from legato.server.server import Server
+from legato.server.session import State
 from legato.testing import registry
 
 RATE = 44100

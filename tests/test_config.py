@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from legato import hookimpl
-from legato.config import ConfigError, load_config, parse_config
+from legato.config.pipelines import ConfigError, load_config, parse_config
 from legato.errors import LegatoError
 from legato.registry import Registry, load_registry
 from legato.stage import Event, OutputSpec, StageType, StreamFormat, param

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from legato.config import Config, ConfigError, parse_config
+from legato.config.pipelines import Config, ConfigError, parse_config
+from legato.config.tomlpos import key_lines, split_key
 from legato.registry import Registry, load_registry
-from legato.tomlpos import key_lines, split_key
 
 REGISTRY: Registry = load_registry()
 

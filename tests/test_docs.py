@@ -18,7 +18,7 @@ def test_every_hook_is_documented() -> None:
 
 
 def test_stage_reference_is_current() -> None:
-    from legato.reference import stage_reference
+    from legato.cli.reference import stage_reference
     from legato.registry import load_registry
 
     assert (DOCS / "stages.md").read_text() == stage_reference(load_registry()), (
@@ -29,9 +29,8 @@ def test_stage_reference_is_current() -> None:
 def test_every_config_table_key_is_documented() -> None:
     import attrs
 
-    from legato.config import PIPELINE_KEYS, TOP_LEVEL_KEYS
-    from legato.library import LibrarySettings
-    from legato.settings import ServerSettings
+    from legato.config.pipelines import PIPELINE_KEYS, TOP_LEVEL_KEYS
+    from legato.config.settings import LibrarySettings, ServerSettings
 
     text = (DOCS / "pipelines.md").read_text()
     keys = [*TOP_LEVEL_KEYS, *PIPELINE_KEYS]

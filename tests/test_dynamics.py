@@ -9,7 +9,7 @@ import ebu
 import numpy as np
 import pytest
 
-from legato.params import ParamsInvalid
+from legato.config.params import ParamsInvalid
 from legato.plugins.dynamics import DYNAMICS
 from legato.plugins.dynamics.mapping import marking, velocity
 from legato.testing import make_stage, run_blocks

@@ -13,9 +13,9 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from legato.config.params import ParamsInvalid
 from legato.errors import LegatoError
 from legato.kernels import ffi, lib
-from legato.params import ParamsInvalid
 from legato.plugins.dynamics.meters import LoudnessMeter
 from legato.plugins.fingerprint25d import (
     ALGORITHM_VERSION,
@@ -196,8 +196,8 @@ def loudness_variation_reference(audio: np.ndarray, rate: int = RATE) -> float:
 
 
 def test_names_version_and_documentation_agree() -> None:
-    assert lib.lg_fp_version() == ALGORITHM_VERSION == 1
-    assert lib.lg_fp_dimensions() == len(NAMES) == len(DIMENSIONS) == 25
+    assert lib.lg_fingerprint_version() == ALGORITHM_VERSION == 1
+    assert lib.lg_fingerprint_dimensions() == len(NAMES) == len(DIMENSIONS) == 25
     assert tuple(d.name for d in DIMENSIONS) == NAMES
     assert sum(len(g) for g in GROUPS.values()) == 25
     assert [len(GROUPS[g]) for g in GROUPS] == [7, 3, 4, 3, 3, 3, 2]
@@ -501,7 +501,7 @@ def test_invalid_streams_and_params_are_rejected() -> None:
     with pytest.raises(ParamsInvalid):
         make_stage("fingerprint25d", RATE, 1, max_seconds=-1.0)
     for rate, channels in ((RATE, 0), (RATE, 7), (4000, 1), (400000, 2)):
-        assert lib.lg_fp_new(rate, channels) == ffi.NULL
+        assert lib.lg_fingerprint_new(rate, channels) == ffi.NULL
 
 
 # --- analysis window and the Python API ---------------------------------------------------------

@@ -23,12 +23,12 @@ import pytest
 import soundfile as sf
 import trio
 
-from legato.cli import main as legato_main
+from legato.cli.fingerprint import Report, drive_pool, find_audio
+from legato.cli.main import main as legato_main
 from legato.errors import LegatoError
-from legato.fingerprint_cmd import Report, drive_pool, find_audio
-from legato.fingerprints import FingerprintCache, generate, open_fingerprint_cache
+from legato.library.fingerprints import FingerprintCache, generate, open_fingerprint_cache
+from legato.library.sidecar import read_sidecar, sidecar_path
 from legato.plugins.fingerprint25d import ALGORITHM_VERSION, NAMES, fingerprint_file
-from legato.sidecar import read_sidecar, sidecar_path
 from legato.storage import FingerprintRecord, Storage, StorageError
 
 if TYPE_CHECKING:
@@ -316,7 +316,7 @@ async def test_concurrent_lookups_share_one_generation(
         release.wait(10)
         return generate(path, max_seconds)
 
-    monkeypatch.setattr("legato.fingerprints.generate", held)
+    monkeypatch.setattr("legato.library.fingerprints.generate", held)
     results = []
     async with open_fingerprint_cache(storage) as cache:
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from legato.config import load_config
-from legato.graph import Graph
+from legato.config.pipelines import load_config
+from legato.engine.graph import Graph
 from legato.stage import StreamFormat
 from legato.testing import registry, split
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from legato.errors import LegatoError
-from legato.library import Library, TrackRefused, UnknownTrack
+from legato.library.tracks import Library, TrackRefused, UnknownTrack
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from legato.config import parse_config
-from legato.graph import Graph
-from legato.params import ParamsInvalid
+from legato.config.params import ParamsInvalid
+from legato.config.pipelines import parse_config
+from legato.engine.graph import Graph
 from legato.plugins.lwrp_master import MasterParams, plan_mastering
 from legato.stage import AudioStage, StreamFormat
 from legato.testing import make_stage, registry, run_blocks, split

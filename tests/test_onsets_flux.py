@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from legato.config.params import ParamsInvalid
 from legato.kernels import lib, view
-from legato.params import ParamsInvalid
 from legato.plugins.onsets_flux import stage as onsets_stage
 from legato.plugins.onsets_flux.params import OnsetsFluxParams
 from legato.testing import make_stage, run_blocks

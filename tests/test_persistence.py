@@ -24,8 +24,8 @@ import trio
 from live import RATE, drain, phrase, receive
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from legato.protocol import CLIENT_MESSAGES, ERROR_CODES, SERVER_MESSAGES, Stats
-from legato.settings import ServerSettings
+from legato.config.settings import ServerSettings
+from legato.protocol.messages import CLIENT_MESSAGES, ERROR_CODES, SERVER_MESSAGES, Stats
 from legato.storage import Storage, open_storage
 from legato.testing import registry, running_server, server_url
 

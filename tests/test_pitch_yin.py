@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from legato.config.params import ParamsInvalid, build_params
 from legato.kernels import ffi, lib, owned, view
-from legato.params import ParamsInvalid, build_params
 from legato.plugins.pitch_yin.notes import nearest_note
 from legato.testing import registry, run_blocks
 

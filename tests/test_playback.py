@@ -20,11 +20,11 @@ from live import free_port, legato_serve
 from test_lwrp_master import brickwall, hits, music
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from legato.config import load_config, parse_config
-from legato.library import LibrarySettings
-from legato.playback import PREROLL_S, with_track_measurements
-from legato.player import PlayerError, open_player
+from legato.client.player import PlayerError, open_player
+from legato.config.pipelines import load_config, parse_config
+from legato.config.settings import LibrarySettings
 from legato.plugins.fingerprint25d import fingerprint_file
+from legato.server.playback import PREROLL_S, with_track_measurements
 from legato.testing import make_stage, registry, run_blocks, running_server, server_url
 
 pytest_plugins = ("storage_fixtures",)  # backend, empty_url: SQLite and Postgres
@@ -543,7 +543,7 @@ def test_legato_serve_finds_a_library_relative_to_its_config(library: Path) -> N
     """The operator's path: a config naming the library, `legato serve`, `legato play`."""
     home = library.parent
     port = free_port()
-    default = (Path(__file__).resolve().parent.parent / "host" / "default.toml").read_text()
+    default = (Path(__file__).resolve().parent.parent / "host" / "config" / "default.toml").read_text()
     (home / "legato.toml").write_text(
         f'{default}\n[server]\nport = {port}\n\n[library]\npath = "music"\n'
     )
@@ -617,7 +617,7 @@ def test_stages_take_only_the_measurements_they_accept() -> None:
     )
     params = playback.stages[0].params
     assert params.integrated_lufs is None and params.crest_db == 6.0
-    text = (Path(__file__).resolve().parent.parent / "host" / "default.toml").read_text()
+    text = (Path(__file__).resolve().parent.parent / "host" / "config" / "default.toml").read_text()
     text = text.replace('inputs = ["audio"]\n# integrated', 'inputs = ["audio"]\ncrest_db = 9.0\n#')
     pinned = parse_config(text, "pinned.toml", registry()).pipeline("playback")
     params = with_track_measurements(pinned, {"integrated_lufs": -8.0, "crest_db": 6.0})

@@ -21,7 +21,7 @@ import trio
 from records import pitch_events as events
 from records import session_record
 
-from legato.recorder import (
+from legato.records.recorder import (
     Recorder,
     RecorderSettings,
     Tally,
@@ -29,7 +29,7 @@ from legato.recorder import (
     result_record,
     scores,
 )
-from legato.spool import Spool, decode_batch, encode_batch
+from legato.records.spool import Spool, decode_batch, encode_batch
 from legato.storage import Batch, SessionRecord, Storage, open_storage
 from legato.testing import registry
 
@@ -286,7 +286,7 @@ CRASHING = textwrap.dedent(
     """
     import os, signal, sys, trio
     from pathlib import Path
-    from legato.recorder import Recorder, RecorderSettings
+    from legato.records.recorder import Recorder, RecorderSettings
     from legato.storage import open_storage
     from legato.testing import registry
     sys.path.insert(0, {tests!r})

@@ -18,10 +18,10 @@ from live import RATE, drain, phrase, receive
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from legato import hookimpl
-from legato.config import load_config, parse_config
-from legato.graph import Graph
+from legato.config.pipelines import load_config, parse_config
+from legato.engine.graph import Graph
+from legato.engine.runner import run_file
 from legato.registry import load_registry
-from legato.runner import run_file
 from legato.stage import Event, OutputSpec, StageType, StreamFormat, param
 from legato.testing import registry, running_server, server_url
 
@@ -459,7 +459,7 @@ async def test_a_failing_stage_ends_only_its_session(monkeypatch) -> None:
 
 
 async def test_an_exception_in_a_handler_closes_only_that_connection(monkeypatch) -> None:
-    from legato.session import Session
+    from legato.server.session import Session
 
     def broken_stats(self: Session) -> None:
         raise RuntimeError("bug")

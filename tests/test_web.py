@@ -1,5 +1,5 @@
 """The browser page: served on the WebSocket port to plain HTTP requests, without getting in the
-way of sessions; and its protocol client (host/web/legato.js) driven by Node's standard
+way of sessions; and its protocol client (host/server/web/legato.js) driven by Node's standard
 WebSocket against a real server: playback with credit and seek, a refused track, a live
 session."""
 
@@ -19,7 +19,7 @@ from trio_websocket import open_websocket_url
 
 from legato.testing import running_server, server_url
 
-WEB = Path(__file__).resolve().parent.parent / "host" / "web"
+WEB = Path(__file__).resolve().parent.parent / "host" / "server" / "web"
 
 
 async def http(port: int, request: bytes, timeout_s: float = 10.0) -> bytes:

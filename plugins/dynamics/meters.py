@@ -15,12 +15,21 @@ from legato.kernels import OutBuffer, ffi, frames_of, lib, owned, view
 LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
 
 
+def _check(status: int, call: str) -> None:
+    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
+    rather than a count or ``LG_OK``. The message names the code."""
+    if status < 0:
+        name = ffi.string(ffi.cast("enum lg_status", status))
+        raise RuntimeError(f"{call} failed: {name} ({status})")
+
+
 def kweighting_coefficients(
     sample_rate: float,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The K-weighting biquads at this rate: ((b, a) of the shelf, (b, a) of the RLB high-pass)."""
     coeffs = [np.zeros(3) for _ in range(4)]
-    if lib.lg_kweighting_design(float(sample_rate), *(view(c, "double") for c in coeffs)) != 0:
+    status = lib.lg_kweighting_design(float(sample_rate), *(view(c, "double") for c in coeffs))
+    if status != lib.LG_OK:
         raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
     return (coeffs[0], coeffs[1]), (coeffs[2], coeffs[3])
 
@@ -57,8 +66,7 @@ class _Outputs:
         a, b = self.a, self.b
         cap = min(a.reserve(needed), b.reserve(needed))
         count = process(state, _frames_ptr(frames), n, a.ptr, b.ptr, cap)
-        if count < 0:
-            raise RuntimeError(f"{process.__name__} failed ({count})")
+        _check(count, process.__name__)
         return a.array[:count].copy(), b.array[:count].copy()
 
 
@@ -133,8 +141,8 @@ class TruePeakMeter:
 
     def process(self, block: np.ndarray) -> None:
         frames = frames_of(block, self.channels)
-        if lib.lg_truepeak_process(self._state, _frames_ptr(frames), len(frames)) < 0:
-            raise RuntimeError("lg_truepeak_process failed")
+        status = lib.lg_truepeak_process(self._state, _frames_ptr(frames), len(frames))
+        _check(status, "lg_truepeak_process")
 
     @property
     def peak(self) -> float:

@@ -12,7 +12,7 @@ from legato.kernels import ffi, lib
 
 ALGORITHM_VERSION: Final = 1
 """Version of the values: a cache keyed on it (database, ``.25d`` sidecar) is invalid once it
-changes. Equals the kernel's ``lg_fp_version()``."""
+changes. Equals the kernel's ``lg_fingerprint_version()``."""
 
 
 @attrs.frozen
@@ -225,7 +225,9 @@ DIMENSIONS: Final = (
     ),
 )
 
-NAMES: Final = tuple(ffi.string(lib.lg_fp_name(i)).decode() for i in range(lib.lg_fp_dimensions()))
+NAMES: Final = tuple(
+    ffi.string(lib.lg_fingerprint_name(i)).decode() for i in range(lib.lg_fingerprint_dimensions())
+)
 """The kernel's dimension names in output order (the same as ``DIMENSIONS``; a test checks)."""
 
 GROUP_NAMES: Final = (

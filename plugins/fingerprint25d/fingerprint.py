@@ -11,7 +11,7 @@ from typing import Any, Final
 import attrs
 import numpy as np
 
-from legato.audio import AudioFile
+from legato.engine.files import AudioFile
 
 from .dimensions import ALGORITHM_VERSION, GROUPS, NAMES
 from .kernel import FingerprintKernel

@@ -7,10 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import frames_of, lib, owned, view
+from legato.kernels import ffi, frames_of, lib, owned, view
 
 MAX_CALL_FRAMES = 1 << 20
 """Frames per kernel call, so any block length fits the kernel's int count."""
+
+
+def _check(status: int, call: str) -> None:
+    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
+    rather than a count or ``LG_OK``. The message names the code."""
+    if status < 0:
+        name = ffi.string(ffi.cast("enum lg_status", status))
+        raise RuntimeError(f"{call} failed: {name} ({status})")
 
 
 class FingerprintKernel:
@@ -26,11 +34,11 @@ class FingerprintKernel:
         self.sample_rate = sample_rate
         self.channels = channels
         self._state: Any = owned(
-            lib.lg_fp_new(sample_rate, channels),
-            lib.lg_fp_free,
+            lib.lg_fingerprint_new(sample_rate, channels),
+            lib.lg_fingerprint_free,
             f"fingerprint at {sample_rate} Hz, {channels} channels",
         )
-        self._out = np.zeros(lib.lg_fp_dimensions())
+        self._out = np.zeros(lib.lg_fingerprint_dimensions())
         self._out_ptr = view(self._out, "double")
 
     def process(self, frames: np.ndarray) -> None:
@@ -38,27 +46,26 @@ class FingerprintKernel:
         data = frames_of(frames, self.channels)
         for start in range(0, len(data), MAX_CALL_FRAMES):
             part = data[start : start + MAX_CALL_FRAMES]
-            if lib.lg_fp_process(self._state, view(part, "float"), len(part)) != len(part):
-                raise RuntimeError("lg_fp_process failed")
+            status = lib.lg_fingerprint_process(self._state, view(part, "float"), len(part))
+            _check(status, "lg_fingerprint_process")
 
     def result(self) -> tuple[float, ...]:
         """The 25 values for the frames fed so far, as if the stream ended here."""
-        if lib.lg_fp_result(self._state, self._out_ptr) != 0:
-            raise RuntimeError("lg_fp_result failed")
+        _check(lib.lg_fingerprint_result(self._state, self._out_ptr), "lg_fingerprint_result")
         return tuple(self._out.tolist())
 
     def reset(self) -> None:
-        lib.lg_fp_reset(self._state)
+        lib.lg_fingerprint_reset(self._state)
 
     @property
     def frames(self) -> int:
-        return int(lib.lg_fp_frames(self._state))
+        return int(lib.lg_fingerprint_frames(self._state))
 
     @property
     def nonfinite(self) -> int:
         """Non-finite input samples so far; each was read as 0.0."""
-        return int(lib.lg_fp_nonfinite(self._state))
+        return int(lib.lg_fingerprint_nonfinite(self._state))
 
     @property
     def onsets(self) -> int:
-        return int(lib.lg_fp_onsets(self._state))
+        return int(lib.lg_fingerprint_onsets(self._state))

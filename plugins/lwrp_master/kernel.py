@@ -7,15 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import lib, owned, view
+from legato.kernels import ffi, lib, owned, view
 
 from .params import MasterParams
 from .plan import MasteringPlan
 
 
+def _check(status: int, call: str) -> None:
+    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
+    rather than a count or ``LG_OK``. The message names the code."""
+    if status < 0:
+        name = ffi.string(ffi.cast("enum lg_status", status))
+        raise RuntimeError(f"{call} failed: {name} ({status})")
+
+
 class MasterKernel:
     """One stream's mastering chain. ``process`` returns the frames ready so far (the input
-    delayed by ``latency`` frames); ``flush`` returns the rest, so the output has exactly the
+    delayed by ``latency`` frames); ``finish`` returns the rest, so the output has exactly the
     input's length and output frame n is input frame n processed."""
 
     def __init__(
@@ -47,16 +55,14 @@ class MasterKernel:
         if n == 0:
             return out
         count = lib.lg_master_process(self._state, view(frames, "float"), n, view(out, "float"), n)
-        if count < 0:
-            raise RuntimeError(f"lg_master_process failed ({count})")
+        _check(count, "lg_master_process")
         return out[:count]
 
-    def flush(self) -> np.ndarray:
+    def finish(self) -> np.ndarray:
         """End of stream: the frames still held back by the lookahead."""
         out = np.empty((self.latency, self.channels), dtype=np.float32)
-        count = lib.lg_master_flush(self._state, view(out, "float"), self.latency)
-        if count < 0:
-            raise RuntimeError(f"lg_master_flush failed ({count})")
+        count = lib.lg_master_finish(self._state, view(out, "float"), self.latency)
+        _check(count, "lg_master_finish")
         return out[:count]
 
     @property

@@ -57,7 +57,7 @@ class LwrpMaster:
             raise RuntimeError("lwrp_master: finish_audio called twice")
         self._finished = True
         events = self._announce()
-        tail = self._kernel.flush()
+        tail = self._kernel.finish()
         self._meter.process(tail)
         kernel = self._kernel
         events.append(

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, lib, owned, view
+from legato.kernels import OutBuffer, ffi, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .params import OnsetsFluxParams
@@ -20,6 +20,14 @@ FMAX_HZ = 17000.0
 LEVEL_RELEASE_DB_PER_S = 10.0
 """How fast the level the compression knee follows falls: it tracks the dynamics of a phrase,
 not the decay of single notes (plucked and struck notes fall 20-60 dB/s)."""
+
+
+def _check(status: int, call: str) -> None:
+    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
+    rather than a count or ``LG_OK``. The message names the code."""
+    if status < 0:
+        name = ffi.string(ffi.cast("enum lg_status", status))
+        raise RuntimeError(f"{call} failed: {name} ({status})")
 
 
 def _frames(ms: float, sample_rate: int, hop: int) -> int:
@@ -92,11 +100,13 @@ class OnsetsFlux:
         count = lib.lg_onsets_process(
             self._state, view(block, "float"), n, self._at.ptr, self._strength.ptr, cap
         )
+        _check(count, "lg_onsets_process")
         return self._events(count) if count else []
 
     def finish(self) -> list[Event]:
         cap = self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
         count = lib.lg_onsets_finish(self._state, self._at.ptr, self._strength.ptr, cap)
+        _check(count, "lg_onsets_finish")
         events = self._events(count)
         events.append(self._summary())
         return events
@@ -106,8 +116,6 @@ class OnsetsFlux:
         return min(self._at.reserve(needed), self._strength.reserve(needed))
 
     def _events(self, count: int) -> list[Event]:
-        if count < 0:
-            raise RuntimeError(f"onsets_flux kernel failed with code {count}")
         at = self._at.array[:count].tolist()
         strength = self._strength.array[:count].tolist()
         for sample in at:

@@ -1,7 +1,7 @@
-// Drives host/web/legato.js, the browser page's protocol client, against a running server:
+// Drives host/server/web/legato.js, the browser page's protocol client, against a running server:
 // a playback session (credit, seek, end of track) and a live session (a 440 Hz tone).
 // Usage: node --experimental-websocket tests/web/client.mjs URL TRACK; prints one JSON object.
-import { Connection, LegatoError, startPlayback, startPractice } from "../../host/web/legato.js";
+import { Connection, LegatoError, startPlayback, startPractice } from "../../host/server/web/legato.js";
 
 const [url, track] = process.argv.slice(2);
 const report = {};

@@ -1,0 +1,151 @@
+"""`legato db`: migrate the session database and read its analytics as JSON on stdout.
+
+The database is ``--db URL`` if given, else the config's ``[storage] url`` (``--config``, or the
+built-in config: ``sqlite:///legato.db``). Every command applies pending migrations first, so
+a query never meets an old schema. Problems (a bad URL, an unreachable database, an unknown
+session) raise ``StorageError``, which the CLI prints as one line with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ..registry import Registry
+from ..storage import Storage
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def open_storage_for(args: argparse.Namespace, registry: Registry | None = None) -> Storage:
+    """The Storage for ``--db`` or the ``[storage]`` table of ``--config`` (every command that
+    takes both opens its database this way)."""
+    from ..config.pipelines import load_config
+    from .main import _registry
+
+    registry = registry or _registry()
+    return load_config(args.config, registry).storage.open(registry, args.db)
+
+
+def _run(args: argparse.Namespace, query: Callable[[Storage], Awaitable[Any]]) -> int:
+    storage = open_storage_for(args)
+
+    async def main() -> Any:
+        await storage.connect()
+        try:
+            await storage.migrate()
+            return await query(storage)
+        finally:
+            await storage.close()
+
+    print(json.dumps(trio.run(main), indent=2))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    storage = open_storage_for(args)
+
+    async def main() -> dict[str, Any]:
+        await storage.connect()
+        try:
+            applied = await storage.migrate()
+            return {
+                "db": storage.url,
+                "applied": applied,
+                "version": await storage.schema_version(),
+            }
+        finally:
+            await storage.close()
+
+    print(json.dumps(trio.run(main), indent=2))
+    return 0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    return _run(args, lambda s: s.user_stats(args.user, args.days, _now()))
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    return _run(args, lambda s: s.list_sessions(args.user, args.limit))
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    return _run(args, lambda s: s.get_session(args.id))
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    since = _now() - dt.timedelta(days=args.days)
+    return _run(args, lambda s: s.progress(args.user, args.period, since))
+
+
+def add_db_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `legato db ...` to the CLI's subcommands."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL, e.g. sqlite:///legato.db or postgresql://user@host:5432/db"
+        " (default: [storage] url of the config)",
+    )
+    where.add_argument("--config", help="TOML config whose [storage] table to use")
+
+    db = sub.add_parser(
+        "db",
+        help="migrate the session database and query it (JSON on stdout)",
+        description="Each command applies pending schema migrations first.",
+    )
+    commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+
+    p = commands.add_parser("migrate", parents=[where], help="apply pending schema migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = commands.add_parser("stats", parents=[where], help="a user's totals over recent days")
+    p.add_argument("--user", required=True, help="user name")
+    p.add_argument("--days", type=_at_least(1), default=30, help="days back (default 30)")
+    p.set_defaults(func=cmd_stats)
+
+    p = commands.add_parser("sessions", parents=[where], help="sessions, newest first")
+    p.add_argument("--user", help="only this user's sessions")
+    p.add_argument("--limit", type=_at_least(0), default=50, help="at most N (default 50)")
+    p.set_defaults(func=cmd_sessions)
+
+    p = commands.add_parser(
+        "session", parents=[where], help="one session with its events and analysis result"
+    )
+    p.add_argument("id", metavar="ID", help="session id")
+    p.set_defaults(func=cmd_session)
+
+    p = commands.add_parser(
+        "progress", parents=[where], help="a user's per-period aggregates, oldest first"
+    )
+    p.add_argument("--user", required=True, help="user name")
+    p.add_argument(
+        "--period",
+        choices=("daily", "weekly", "monthly"),
+        default="weekly",
+        help="period (default weekly)",
+    )
+    p.add_argument(
+        "--days", type=_at_least(1), default=90, help="from the period N days back (default 90)"
+    )
+    p.set_defaults(func=cmd_progress)

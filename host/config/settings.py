@@ -1,0 +1,131 @@
+"""Settings tables of a config: ``[server]``, with the limits every session obeys and how their
+records reach storage (also used by offline runs that persist), and ``[library]``, the tracks
+playback pipelines stream and how their fingerprints are found."""
+
+from __future__ import annotations
+
+import attrs
+
+from ..stage import param
+
+
+@attrs.frozen
+class ServerSettings:
+    """Where to listen, the limits enforced on every connection and session, and the recorder's
+    batching, timeouts and spool."""
+
+    host: str = param("127.0.0.1", doc="address to listen on")
+    port: int = param(8765, doc="TCP port (0 picks a free one)", min=0, max=65535)
+    max_sessions: int = param(
+        512, doc="sessions (live or awaiting resume) before new ones are refused", min=1, max=100000
+    )
+    max_message_bytes: int = param(
+        1 << 20, doc="largest WebSocket message accepted", unit="bytes", min=1024, max=64 << 20
+    )
+    max_frames_per_second: float = param(
+        400.0,
+        doc="audio messages per second per session, averaged over one second; excess is dropped"
+        " and counted",
+        unit="1/s",
+        min=1.0,
+        max=100000.0,
+    )
+    idle_timeout_s: float = param(
+        60.0, doc="a connection that sends nothing for this long is closed", unit="s", min=1.0
+    )
+    resume_grace_s: float = param(
+        30.0, doc="how long a dropped session waits to be resumed", unit="s", min=0.0, max=3600.0
+    )
+    shutdown_timeout_s: float = param(
+        10.0, doc="on SIGINT/SIGTERM, time allowed to drain sessions", unit="s", min=0.0
+    )
+    event_buffer: int = param(
+        4096,
+        doc="unsent events kept per session for slow clients (about 23 s of the analyze"
+        " pipeline, about 1 MB); beyond it the oldest unsent events are dropped, counted and"
+        " reported",
+        min=64,
+        max=10_000_000,
+    )
+    audio_queue: int = param(
+        256, doc="audio messages queued ahead of analysis per session", min=4, max=100000
+    )
+    spool_dir: str = param(
+        "",
+        doc="directory where records wait while the database is unavailable; empty: next to a"
+        " SQLite file (`<file>-spool`), else `legato-spool` in the working directory",
+    )
+    spool_max_bytes: int = param(
+        256 << 20,
+        doc="disk space the spool may take; beyond it new events are lost, counted and reported"
+        " (`storage_spool_full`)",
+        unit="bytes",
+        min=1 << 16,
+        max=1 << 40,
+    )
+    flush_interval_s: float = param(
+        0.25,
+        doc="longest time a record waits in memory before it is written",
+        unit="s",
+        min=0.005,
+        max=0.25,
+    )
+    flush_events: int = param(
+        1000,
+        doc="events waiting that trigger a write before flush_interval_s: small writes keep the"
+        " database thread's bursts short next to the audio path; a write that lags takes all"
+        " that waits, so batches grow under load",
+        min=1,
+        max=1000000,
+    )
+    max_pending_events: int = param(
+        100_000,
+        doc="events held in memory while a write is stuck; beyond it they move to the spool",
+        min=1000,
+        max=10_000_000,
+    )
+    storage_timeout_s: float = param(
+        10.0,
+        doc="a database call taking longer counts as an outage (its batch is spooled)",
+        unit="s",
+        min=0.1,
+        max=600.0,
+    )
+    storage_retry_max_s: float = param(
+        30.0,
+        doc="longest wait between attempts to reach an unavailable database (backoff doubles"
+        " from 0.25 s)",
+        unit="s",
+        min=0.25,
+        max=3600.0,
+    )
+
+
+FINGERPRINT_TIMEOUT_S = 30.0
+"""Default longest wait for a track's fingerprint to be generated."""
+
+
+@attrs.frozen
+class LibrarySettings:
+    """The ``[library]`` table: the folder playback pipelines serve and how tracks' fingerprints
+    are found."""
+
+    path: str = param(
+        "",
+        doc="folder of the tracks playback pipelines stream (track ids are paths relative to"
+        " it); empty: no library, playback sessions are refused. `legato serve --library DIR`"
+        " overrides it",
+    )
+    fingerprint_timeout_s: float = param(
+        FINGERPRINT_TIMEOUT_S,
+        doc="longest wait for a track's fingerprint to be generated before playback starts with"
+        " the fallback mastering (the generation finishes in the background and is cached)",
+        unit="s",
+        min=0.1,
+        max=3600.0,
+    )
+    sidecars: bool = param(
+        True,
+        doc="read and write `.25d` fingerprint sidecars next to the tracks (false: the database"
+        " only, for a read-only library)",
+    )

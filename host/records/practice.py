@@ -1,0 +1,81 @@
+"""The practice summary of a session, accumulated from its events as they stream by (constant
+memory): pitch accuracy, timing consistency, dynamics range and counts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..stage import Event
+
+IN_TUNE_CENTS = 20.0
+"""A voiced frame within this many cents of an equal-tempered note counts as in tune."""
+
+
+class PracticeSummary:
+    """Feed every event with ``add``; ``result`` gives the summary at any time."""
+
+    def __init__(self, sample_rate: int, target_tempo: float | None = None) -> None:
+        self.sample_rate = sample_rate
+        self.target_tempo = target_tempo
+        self.counts: dict[str, int] = {}
+        self.voiced = 0
+        self.in_tune = 0
+        self.abs_cents = 0.0
+        self.last_onset: int | None = None
+        self.ioi_n = 0
+        self.ioi_mean = 0.0
+        self.ioi_m2 = 0.0
+        self.stage_summaries: dict[str, dict[str, Any]] = {}
+
+    def add(self, event: Event) -> None:
+        kind = event["kind"]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "pitch" and event.get("voiced") and event.get("cents") is not None:
+            self.voiced += 1
+            cents = abs(float(event["cents"]))
+            self.abs_cents += cents
+            self.in_tune += cents <= IN_TUNE_CENTS
+        elif kind == "onset":
+            self._onset(event)
+        elif kind == "summary":
+            self.stage_summaries[event["stage"]] = {
+                k: v for k, v in event.items() if k not in ("stage", "kind")
+            }
+
+    def _onset(self, event: Event) -> None:
+        if self.last_onset is not None:
+            ioi = (event["sample"] - self.last_onset) / self.sample_rate
+            self.ioi_n += 1  # Welford's running mean and variance
+            delta = ioi - self.ioi_mean
+            self.ioi_mean += delta / self.ioi_n
+            self.ioi_m2 += delta * (ioi - self.ioi_mean)
+        self.last_onset = event["sample"]
+
+    def result(self) -> dict[str, Any]:
+        """Scores in 0..1 where higher is better; None where there was nothing to judge."""
+        accuracy = self.in_tune / self.voiced if self.voiced else None
+        mean_cents = self.abs_cents / self.voiced if self.voiced else None
+        cv = None
+        if self.ioi_n >= 2 and self.ioi_mean > 0:
+            cv = math.sqrt(self.ioi_m2 / (self.ioi_n - 1)) / self.ioi_mean
+        # One onset per beat is assumed: the tempo of the played notes, not of the score.
+        tempo = 60.0 / self.ioi_mean if self.ioi_n and self.ioi_mean > 0 else None
+        deviation = None
+        if tempo is not None and self.target_tempo:
+            deviation = (tempo - self.target_tempo) / self.target_tempo * 100.0
+        dynamics = next((s for s in self.stage_summaries.values() if "integrated_lufs" in s), {})
+        return {
+            "pitch_accuracy": accuracy,
+            "mean_abs_cents": mean_cents,
+            "in_tune_cents": IN_TUNE_CENTS,
+            "timing_consistency": None if cv is None else max(0.0, 1.0 - cv),
+            "ioi_cv": cv,
+            "tempo_bpm": tempo,
+            "target_tempo_bpm": self.target_tempo,
+            "tempo_deviation_pct": deviation,
+            "dynamics_range_db": dynamics.get("dynamic_range_db"),
+            "integrated_lufs": dynamics.get("integrated_lufs"),
+            "counts": {"voiced_frames": self.voiced, "notes": self.counts.get("onset", 0)}
+            | {f"{k}_events": v for k, v in sorted(self.counts.items())},
+        }

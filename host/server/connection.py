@@ -1,0 +1,301 @@
+"""One WebSocket connection: refusals, ``hello``, the handshake (``start`` or ``resume``), then
+the receive and send loops of the session it attaches to.
+
+The connection owns nothing of the session's state: it calls the session's methods, and its
+cancel scope is how the session knows which connection holds it (a resume on another
+connection cancels this one). Its loops run in its own nursery; history queries run there
+too, so a disconnect cancels exactly this connection's work.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from .. import __version__
+from ..errors import LegatoError
+from ..protocol.messages import (
+    PROTOCOL_VERSION,
+    SAMPLE_FORMATS,
+    Audio,
+    CloseCode,
+    Credit,
+    End,
+    ErrorCode,
+    Hello,
+    History,
+    Limits,
+    Ping,
+    Pong,
+    ProtocolError,
+    Resume,
+    Seek,
+    Start,
+    Started,
+    StatsRequest,
+    decode_audio_json,
+    encode,
+    encode_analysis,
+    parse_client_message,
+)
+from .playback import PlaybackSession, open_playback
+from .session import Session, error_message, open_live
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("legato.server")
+
+BATCH_EVENTS = 1024
+"""Most events in one ``analysis`` message; a backlog goes out in several."""
+
+
+class Connection:
+    """``run`` serves one accepted WebSocket for ``server`` until it closes."""
+
+    def __init__(self, server: Server, ws: WebSocketConnection) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.ws = ws
+
+    async def run(self) -> None:
+        ws, server = self.ws, self.server
+        if server.shutting_down:
+            await ws.send_message(
+                error_message(ErrorCode.INTERNAL, "server is shutting down", False)
+            )
+            await ws.aclose(CloseCode.GOING_AWAY, "server shutting down")
+            return
+        if server.full():
+            await ws.send_message(
+                error_message(
+                    ErrorCode.TOO_MANY_SESSIONS,
+                    f"server is at max_sessions ({self.settings.max_sessions}); try again later",
+                    continues=False,
+                )
+            )
+            await ws.aclose(CloseCode.TRY_AGAIN, "too many sessions")
+            return
+        ids = (str(uuid.uuid4()), secrets.token_urlsafe(24))
+        await ws.send_message(encode(self._hello(*ids)))
+        session = await self._handshake(ids)
+        if session is not None:
+            await self._attach(session)
+
+    def _hello(self, session_id: str, token: str) -> Hello:
+        s, pipelines = self.settings, self.server.config.pipelines
+        return Hello(
+            session_id=session_id,
+            resume_token=token,
+            protocol=PROTOCOL_VERSION,
+            server=f"legato {__version__}",
+            limits=Limits(
+                max_message_bytes=s.max_message_bytes,
+                max_frames_per_second=s.max_frames_per_second,
+                max_sessions=s.max_sessions,
+                idle_timeout_s=s.idle_timeout_s,
+                resume_grace_s=s.resume_grace_s,
+                event_buffer=s.event_buffer,
+            ),
+            pipelines=list(pipelines),
+            sample_formats=list(SAMPLE_FORMATS),
+            playback=[name for name, p in pipelines.items() if p.plays_tracks],
+        )
+
+    # ---- before a session exists ---------------------------------------------------------
+
+    async def _handshake(self, ids: tuple[str, str]) -> Session | None:
+        """Wait for `start` or `resume`, answering anything else."""
+        while True:
+            message = await self._receive()
+            if message is None:
+                return None
+            if isinstance(message, bytes):
+                await self.ws.send_message(
+                    error_message(ErrorCode.NOT_STARTED, "send `start` before audio")
+                )
+                continue
+            try:
+                parsed = parse_client_message(message)
+                if isinstance(parsed, Start):
+                    return await self._start(parsed, ids)
+                if isinstance(parsed, Resume):
+                    return await self._resume(parsed)
+                if isinstance(parsed, Ping):
+                    await self.ws.send_message(encode(Pong(id=parsed.id)))
+                    continue
+                raise ProtocolError(
+                    ErrorCode.NOT_STARTED, f"send `start` or `resume` first, not {message[:40]!r}"
+                )
+            except ProtocolError as exc:
+                await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
+
+    async def _start(self, start: Start, ids: tuple[str, str]) -> Session:
+        server = self.server
+        try:
+            pipeline = server.config.pipeline(start.pipeline)
+        except LegatoError as exc:
+            raise ProtocolError(ErrorCode.UNKNOWN_PIPELINE, str(exc)) from None
+        if pipeline.plays_tracks:
+            session: Session = await open_playback(
+                start, pipeline, self.settings, ids, server.library, server.fingerprints
+            )
+        else:
+            session = open_live(start, pipeline, self.settings, ids, server.recorder)
+        server.add(session)
+        start = session.start
+        log.info(
+            "session %s started: pipeline=%s rate=%d format=%s channels=%d user=%s piece=%s"
+            " track=%s",
+            session.id,
+            start.pipeline,
+            start.sample_rate,
+            start.format,
+            start.channels,
+            start.user,
+            start.piece,
+            start.track,
+        )
+        assert start.sample_rate is not None and start.channels is not None
+        started = Started(
+            session_id=session.id,
+            pipeline=start.pipeline,
+            sample_rate=start.sample_rate,
+            format=start.format,
+            channels=start.channels,
+            stages=[{"id": s.id, "type": s.type.name} for s in pipeline.stages],
+        )
+        await self.ws.send_message(encode(started))
+        if isinstance(session, PlaybackSession):
+            await self.ws.send_message(encode(session.track_message()))
+        return session
+
+    async def _resume(self, resume: Resume) -> Session | None:
+        session = self.server.sessions.get(resume.session_id)
+        if session is None or not hmac.compare_digest(session.token, resume.token):
+            await self.ws.send_message(
+                error_message(
+                    ErrorCode.RESUME_FAILED,
+                    "no resumable session with that id and token (unknown, wrong token, or "
+                    "its grace period is over)",
+                    continues=False,
+                )
+            )
+            await self.ws.aclose(CloseCode.RESUME_FAILED, "resume failed")
+            return None
+        await self.ws.send_message(encode(session.resume_from(resume.last_seq)))
+        log.info("session %s resumed after seq %d", session.id, resume.last_seq)
+        return session
+
+    # ---- attached ------------------------------------------------------------------------
+
+    async def _attach(self, session: Session) -> None:
+        scope = trio.CancelScope()
+        try:
+            with scope:
+                session.attach(scope)
+                try:
+                    async with trio.open_nursery() as loops:
+                        loops.start_soon(self._send_loop, session, scope, loops.cancel_scope)
+                        await self._receive_loop(session, loops)
+                        loops.cancel_scope.cancel()
+                except* ConnectionClosed:
+                    pass  # the client went away mid-send; the session stays resumable
+        finally:
+            detached_at = session.release(scope)
+            if detached_at is not None:
+                self.server.detached(session, detached_at)
+
+    async def _receive(self, idle: bool = True) -> str | bytes | None:
+        """Next message, or None when the connection closed or went idle (then closed)."""
+        timeout = self.settings.idle_timeout_s if idle else float("inf")
+        try:
+            with trio.move_on_after(timeout):
+                return await self.ws.get_message()
+        except ConnectionClosed:
+            return None
+        await self.ws.send_message(
+            error_message(ErrorCode.IDLE_TIMEOUT, f"nothing received for {timeout:.0f} s", False)
+        )
+        await self.ws.aclose(CloseCode.IDLE, "idle timeout")
+        return None
+
+    async def _receive_loop(self, session: Session, loops: trio.Nursery) -> None:
+        while True:
+            message = await self._receive(idle=not session.ending)
+            if message is None:
+                return
+            now = time.perf_counter()
+            try:
+                if isinstance(message, bytes):
+                    session.accept_audio(message, now)
+                    continue
+                parsed = parse_client_message(message)
+                if isinstance(parsed, Audio):
+                    session.accept_audio(decode_audio_json(parsed), now, "f32le")
+                elif isinstance(parsed, Ping):
+                    await self.ws.send_message(encode(Pong(id=parsed.id)))
+                elif isinstance(parsed, StatsRequest):
+                    await self.ws.send_message(encode(session.stats()))
+                elif isinstance(parsed, Credit):
+                    session.grant(parsed.frames)
+                elif isinstance(parsed, Seek):
+                    session.seek(parsed.frame)
+                elif isinstance(parsed, End):
+                    await session.request_end()
+                elif isinstance(parsed, History):
+                    session.begin_history()
+                    loops.start_soon(self.server.history.answer, session, parsed)
+                elif isinstance(parsed, Start | Resume):
+                    raise ProtocolError(
+                        ErrorCode.ALREADY_STARTED, f"session {session.id} is already running"
+                    )
+            except ProtocolError as exc:
+                await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
+
+    async def _send_loop(
+        self, session: Session, owner: trio.CancelScope, loops: trio.CancelScope
+    ) -> None:
+        """Control messages first, then events, then the session's own output (playback PCM);
+        after each send, stop if a resume took the session over meanwhile (the new connection
+        replays from the client's last seq instead)."""
+        ws = self.ws
+        while True:
+            session.forget_wakes()
+            while (control := session.next_control()) is not None:
+                await ws.send_message(control)
+                if not session.attached(owner):
+                    return
+                session.control_sent()
+            texts, last_seq, through = session.take_unsent(BATCH_EVENTS)
+            if texts:
+                await ws.send_message(encode_analysis(through, texts))
+                if not session.attached(owner):
+                    return
+                session.mark_sent(last_seq, len(texts), through, time.perf_counter())
+                continue
+            output = session.next_output()
+            if output is not None:
+                await ws.send_message(output)
+                if not session.attached(owner):
+                    return
+                continue
+            if session.finished.is_set() and session.all_sent():
+                await self._deliver_summary(session)
+                loops.cancel()
+                return
+            await session.wait_changed()
+
+    async def _deliver_summary(self, session: Session) -> None:
+        await self.ws.send_message(session.summary_message())
+        session.summary_sent()
+        self.server.forget(session)
+        code = CloseCode.GOING_AWAY if self.server.shutting_down else CloseCode.NORMAL
+        await self.ws.aclose(code, "session complete")

@@ -1,0 +1,101 @@
+"""History queries over a live connection: a session's own user reads their stored sessions,
+statistics and progress, as `legato db` prints them. Queries run in the connection's nursery,
+never in its receive loop, a few at a time over the whole server, each under the storage
+timeout; the answer reaches the client through the session's outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import trio
+
+from ..protocol.messages import ErrorCode, History, HistoryReply, ProtocolError, encode
+from ..records.recorder import Recorder
+from ..storage import StorageError, StorageUnavailable
+from .session import Session, error_message
+
+log = logging.getLogger("legato.server")
+
+HISTORY_QUERIES = 4
+"""History queries running at once over the whole server; more wait their turn."""
+
+HISTORY_DEFAULTS: dict[str, Any] = {
+    "stats_days": 30,
+    "progress_days": 90,
+    "limit": 50,
+    "period": "weekly",
+}
+"""What a history request leaves out, as `legato db` defaults it."""
+
+
+class HistoryQueries:
+    """Answers ``history`` requests from the recorder's storage (None: the server keeps no
+    history)."""
+
+    def __init__(self, recorder: Recorder | None, timeout_s: float) -> None:
+        self.recorder = recorder
+        self.timeout_s = timeout_s
+        self._limiter = trio.CapacityLimiter(HISTORY_QUERIES)
+
+    async def answer(self, session: Session, request: History) -> None:
+        """Run one request and post its reply (or error) to the session; the session allows
+        one request at a time (``Session.begin_history``)."""
+        try:
+            reply = HistoryReply(
+                query=request.query, id=request.id, result=await self._query(session, request)
+            )
+            message = await trio.to_thread.run_sync(encode, reply)  # may be a large session
+        except ProtocolError as exc:
+            message = error_message(exc.code, exc.message)
+        except Exception:
+            log.exception("history query %s failed", request.query)
+            message = error_message(ErrorCode.INTERNAL, "the history query failed")
+        session.end_history(message)
+
+    async def _query(self, session: Session, request: History) -> Any:
+        """Run one history query for the session's own user only."""
+        if self.recorder is None:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history (it has no storage)"
+            )
+        user = session.start.user
+        if user is None:
+            raise ProtocolError(
+                ErrorCode.NO_USER, "history is per user: start the session with a `user`"
+            )
+        if not self.recorder.ready:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "the database is unavailable; try again later"
+            )
+        storage = self.recorder.storage
+        days = request.days or HISTORY_DEFAULTS.get(f"{request.query}_days", 0)
+        now = dt.datetime.now(dt.UTC)
+        unknown = ProtocolError(
+            ErrorCode.UNKNOWN_SESSION, f"no stored session {request.session_id!r} of this user"
+        )
+        try:
+            async with self._limiter:
+                with trio.fail_after(self.timeout_s):
+                    if request.query == "stats":
+                        return await storage.user_stats(user, days, now)
+                    if request.query == "sessions":
+                        limit = request.limit or HISTORY_DEFAULTS["limit"]
+                        return await storage.list_sessions(user, limit)
+                    if request.query == "progress":
+                        period = request.period or HISTORY_DEFAULTS["period"]
+                        return await storage.progress(user, period, now - dt.timedelta(days=days))
+                    assert request.session_id is not None
+                    found = await storage.get_session(request.session_id)
+        except (StorageUnavailable, trio.TooSlowError):
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "the database is unavailable; try again later"
+            ) from None
+        except StorageError:
+            if request.query == "session":
+                raise unknown from None
+            raise
+        if found.get("user") != user:
+            raise unknown  # the same answer as for an unknown id: ids of others stay secret
+        return found

@@ -1,0 +1,227 @@
+"""`legato serve`: every pipeline of a config, served as sessions over trio-websocket.
+
+Ownership: the server's root nursery owns the listener, the recorder's flusher, the fingerprint
+cache and every session's task (a session outlives its connection so it can be resumed);
+trio-websocket's handler nursery owns one task per connection (``Connection``), which runs that
+connection's loops and history queries in its own nursery. Every handler is wrapped, so nothing
+a client does can raise into the listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer
+
+from .. import __version__
+from ..config.pipelines import Config
+from ..config.settings import ServerSettings
+from ..library.fingerprints import FingerprintCache
+from ..library.tracks import Library
+from ..protocol.messages import PROTOCOL_VERSION, CloseCode, ServerShutdown, encode
+from ..records.recorder import Recorder, RecorderSettings
+from ..storage import Storage
+from .connection import Connection
+from .history import HistoryQueries
+from .page import PageListener
+from .session import Session
+
+log = logging.getLogger("legato.server")
+
+
+class Server:
+    """Serves a config's pipelines; ``run`` until ``shutdown`` is called (or cancelled)."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: ServerSettings | None = None,
+        recorder: Recorder | None = None,
+        library: Library | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings or config.server
+        self.recorder = recorder
+        self.library = library
+        self.fingerprints: FingerprintCache | None = None
+        self.history = HistoryQueries(recorder, self.settings.storage_timeout_s)
+        self.sessions: dict[str, Session] = {}
+        self.shutting_down = False
+        self.port: int | None = None
+        self._listen_scope: trio.CancelScope | None = None
+        self._root: trio.Nursery | None = None
+        self._stop = trio.Event()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as root:
+            self._root = root
+            if self.recorder is not None:
+                await root.start(self.recorder.run)
+            if self.library is not None:
+                self.fingerprints = FingerprintCache(
+                    None if self.recorder is None else self.recorder.storage,
+                    self.config.library.fingerprint_timeout_s,
+                    sidecars=self.config.library.sidecars,
+                    database_timeout_s=self.settings.storage_timeout_s,
+                )
+                await root.start(self.fingerprints.run)
+            async with trio.open_nursery() as handlers:
+                self.port = await root.start(self._listen, handlers)
+                log.info(
+                    "legato %s serving %s on ws://%s:%d/ (protocol v%d)",
+                    __version__,
+                    ", ".join(self.config.pipelines),
+                    self.settings.host,
+                    self.port,
+                    PROTOCOL_VERSION,
+                )
+                task_status.started(self)
+                await self._stop.wait()
+                await self._drain()
+                handlers.cancel_scope.cancel()
+            if self.recorder is not None:
+                for session in self.sessions.values():
+                    session.record_end()  # cut short: recorded as failed
+                await self.recorder.close(self.settings.shutdown_timeout_s)
+            root.cancel_scope.cancel()
+        log.info("legato stopped")
+
+    async def _listen(
+        self, handlers: trio.Nursery, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve WebSocket sessions, and the browser page to plain HTTP requests, on the
+        configured address (see page.py)."""
+        with trio.CancelScope() as scope:
+            self._listen_scope = scope
+            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+            server = WebSocketServer(
+                self._handle,
+                [PageListener(listener) for listener in listeners],  # type: ignore[misc]
+                handler_nursery=handlers,
+                max_message_size=self.settings.max_message_bytes,
+                message_queue_size=4,
+                connect_timeout=10,
+                disconnect_timeout=5,
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.run)
+                task_status.started(listeners[0].socket.getsockname()[1])
+
+    def shutdown(self) -> None:
+        """Stop accepting; open sessions are told, finish their queued audio, get their
+        summaries, and are closed within ``shutdown_timeout_s``."""
+        self.shutting_down = True
+        self._stop.set()
+
+    async def _drain(self) -> None:
+        self.shutting_down = True
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
+        timeout = self.settings.shutdown_timeout_s
+        with trio.move_on_after(timeout):
+            notice = encode(ServerShutdown(timeout_s=timeout))
+            for session in list(self.sessions.values()):
+                session.post(notice)
+            for session in list(self.sessions.values()):
+                await session.request_end()
+            while any(not s.settled() for s in self.sessions.values()):
+                await trio.sleep(0.01)
+        if self.sessions:
+            log.warning("shutdown timeout: %d session(s) cut short", len(self.sessions))
+
+    # ---- connections and sessions -------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        """Wrap every connection: an exception here would tear the whole server down."""
+        try:
+            ws = await request.accept()
+        except Exception:
+            return
+        try:
+            await Connection(self, ws).run()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection handler failed; closing that connection only")
+            with trio.move_on_after(1):
+                with contextlib.suppress(Exception):
+                    await ws.aclose(CloseCode.INTERNAL, "internal server error")
+
+    def full(self) -> bool:
+        return len(self.sessions) >= self.settings.max_sessions
+
+    def add(self, session: Session) -> None:
+        """Keep a new session (resumable by id) and start its task in the root nursery."""
+        self.sessions[session.id] = session
+        assert self._root is not None
+        self._root.start_soon(self._analyse, session)
+
+    def forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+
+    def detached(self, session: Session, detached_at: float) -> None:
+        """The session lost its connection: it waits ``resume_grace_s`` for a resume."""
+        log.info(
+            "session %s detached; resumable for %.0f s", session.id, self.settings.resume_grace_s
+        )
+        assert self._root is not None
+        self._root.start_soon(self._grace, session, detached_at)
+
+    async def _grace(self, session: Session, detached_at: float) -> None:
+        await trio.sleep(self.settings.resume_grace_s)
+        if await session.abandon_if(detached_at):
+            self.forget(session)
+
+    async def _analyse(self, session: Session) -> None:
+        await session.analyse()
+        s = session.summary or {}
+        log.info(
+            "session %s %s: %.1f s of audio, %d events, %d frames dropped",
+            session.id,
+            session.state.value,
+            s.get("duration_s", 0.0),
+            session.counters.events_produced,
+            session.counters.frames_dropped,
+        )
+
+
+async def open_recorder(storage: Storage, settings: ServerSettings) -> Recorder:
+    """A started recorder over ``storage``: spool open, connected and migrated, or (database
+    unreachable) spooling with a loud warning. Bad URLs and credentials raise StorageError."""
+    recorder = Recorder(storage, RecorderSettings.from_server(settings, storage.url))
+    await recorder.start()
+    return recorder
+
+
+async def serve(
+    config: Config,
+    settings: ServerSettings | None = None,
+    storage: Storage | None = None,
+    library: Library | None = None,
+) -> None:
+    """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once).
+    With ``storage``, sessions are recorded in it (and fingerprints looked up there); with
+    ``library``, playback pipelines serve its tracks."""
+    settings = settings or config.server
+    recorder = None if storage is None else await open_recorder(storage, settings)
+    server = Server(config, settings, recorder, library)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+        await server.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(server: Server, everything: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if server.shutting_down:
+                log.warning("second %s: stopping now", signal.Signals(signum).name)
+                everything.cancel()
+                return
+            log.info("%s: draining sessions", signal.Signals(signum).name)
+            server.shutdown()

@@ -1,0 +1,557 @@
+"""A live session: one pipeline running over one client's audio, independent of any single
+connection so it can be resumed. Audio is decoded and queued here; analysis runs in the
+session's own task; encoded events wait in a bounded log for whichever connection sends them,
+and are handed to the recorder (when the server keeps history) from the analysis task.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+
+from ..config.pipelines import Pipeline
+from ..config.settings import ServerSettings
+from ..engine.graph import Graph
+from ..errors import LegatoError
+from ..protocol.messages import (
+    SAMPLE_FORMATS,
+    Error,
+    ErrorCode,
+    ProtocolError,
+    Resumed,
+    Start,
+    Stats,
+    Summary,
+    encode,
+    encode_event,
+)
+from ..records.practice import PracticeSummary
+from ..records.recorder import Recorder, Tally, result_record, utc
+from ..stage import Event, StreamFormat
+from ..storage import EventRecord, SessionRecord, SessionStatus
+
+log = logging.getLogger("legato.session")
+
+END = None  # sentinel on the audio queue: no more audio
+
+RESUME_HISTORY = 1024
+"""Sent events kept for a resume (several seconds of the analyze pipeline): what a dropped TCP
+connection may have swallowed. Unsent events are kept up to ``event_buffer``."""
+
+
+class State(enum.Enum):
+    ACTIVE = "active"
+    DETACHED = "detached"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+
+
+@attrs.define
+class Counters:
+    frames_received: int = 0
+    frames_analysed: int = 0
+    frames_dropped: int = 0
+    samples_received: int = 0
+    samples_analysed: int = 0
+    non_finite_samples: int = 0
+    events_produced: int = 0
+    events_sent: int = 0
+    events_dropped: int = 0
+
+
+class EventLog:
+    """Encoded events by sequence number (from 1), bounded. Holds what has not been sent yet
+    and recent history for resume; when full, the oldest entry goes, counted if unsent."""
+
+    def __init__(self, capacity: int) -> None:
+        self.entries: deque[tuple[int, str]] = deque()
+        self.capacity = capacity
+        self.last_seq = 0
+
+    def append(self, event: Event, sent_seq: int) -> tuple[int, str, bool]:
+        """Add one event; returns its seq, its encoding and whether an unsent event had to be
+        dropped."""
+        self.last_seq += 1
+        text = encode_event(self.last_seq, event)
+        self.entries.append((self.last_seq, text))
+        dropped = False
+        if len(self.entries) > self.capacity:
+            old_seq, _ = self.entries.popleft()
+            dropped = old_seq > sent_seq
+        return self.last_seq, text, dropped
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` entries with sequence number greater than ``seq`` that are still
+        held."""
+        if not self.entries or seq >= self.last_seq:
+            return []
+        start = max(0, seq + 1 - self.entries[0][0])
+        return list(itertools.islice(self.entries, start, start + limit))
+
+    def forget_sent(self, sent_seq: int, keep: int) -> None:
+        """Drop sent entries beyond the newest ``keep`` of them, bounding memory."""
+        while self.entries and self.entries[0][0] <= sent_seq - keep:
+            self.entries.popleft()
+
+    def oldest(self) -> int:
+        return self.entries[0][0] if self.entries else self.last_seq + 1
+
+
+def error_message(code: str, message: str, continues: bool = True) -> str:
+    """An encoded ``error`` message."""
+    return encode(Error(code=code, message=message, continues=continues))
+
+
+FINAL_STATUS: dict[State, SessionStatus] = {
+    State.COMPLETED: "completed",
+    State.ABANDONED: "abandoned",
+    State.FAILED: "failed",
+}
+
+
+class Session:
+    """State shared by the analysis task and the connection currently attached."""
+
+    WORK = "analysis"
+    """What ``_run`` does, for the ``stage_failed`` message."""
+
+    def __init__(
+        self,
+        start: Start,
+        pipeline: Pipeline,
+        settings: ServerSettings,
+        session_id: str,
+        token: str,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.id = session_id
+        self.token = token
+        self.start = start
+        self.pipeline = pipeline
+        self.settings = settings
+        self.format = StreamFormat(start.sample_rate, start.channels)
+        self.graph = Graph(pipeline, self.format)
+        self.state = State.ACTIVE
+        self.counters = Counters()
+        self.log = EventLog(settings.event_buffer)
+        self._sent_seq = 0
+        self.practice = PracticeSummary(start.sample_rate, start.target_tempo)
+        self.summary: dict[str, Any] | None = None
+        self.audio_in, self.audio_out = trio.open_memory_channel[Any](settings.audio_queue)
+        self._changed = trio.Event()
+        self.finished = trio.Event()
+        self.ending = False
+        self.started_at = time.time()
+        self._detached_at: float | None = None
+        self._connection: trio.CancelScope | None = None
+        self.latencies: deque[float] = deque(maxlen=4096)
+        self._marks: deque[tuple[int, float]] = deque()
+        self._tokens = settings.max_frames_per_second
+        self._tokens_at = time.monotonic()
+        self._outbox: list[str] = []  # encoded control messages for the attached connection
+        self._summary_delivered = False
+        self._noticed_at: dict[str, float] = {}
+        self.recorder = recorder
+        self.tally = Tally()
+        self.processing_s = 0.0  # time spent in the pipeline itself
+        self._end_recorded = False
+        self._history_running = False
+
+    # ---- input side (called by the connection's receive loop) ---------------------------
+
+    def accept_audio(
+        self, payload: bytes, received_at: float, sample_format: str | None = None
+    ) -> None:
+        """Decode, check and queue one audio message; never blocks the caller.
+        ``sample_format`` overrides the session's (JSON audio is always f32le)."""
+        sample_format = sample_format or self.start.format
+        width = SAMPLE_FORMATS[sample_format] * self.start.channels
+        if self.ending:
+            raise ProtocolError(ErrorCode.SESSION_ENDED, "audio after `end` is ignored")
+        if len(payload) % width:
+            raise ProtocolError(
+                ErrorCode.MISALIGNED_AUDIO,
+                f"audio message of {len(payload)} bytes is not a whole number of "
+                f"{self.start.channels}-channel {sample_format} frames "
+                f"({width} bytes each); message dropped",
+            )
+        self.counters.frames_received += 1
+        if not self._take_token():
+            self._drop(ErrorCode.RATE_LIMITED, "audio messages exceed max_frames_per_second")
+            return
+        block = self._decode(payload, sample_format)
+        self.counters.samples_received += block.shape[0]
+        try:
+            self.audio_in.send_nowait((block, received_at))
+        except trio.WouldBlock:
+            self.counters.samples_received -= block.shape[0]
+            self._drop(ErrorCode.OVERLOADED, "analysis is behind; audio message dropped")
+
+    def _decode(self, payload: bytes, sample_format: str) -> np.ndarray:
+        if sample_format == "s16le":
+            ints = np.frombuffer(payload, dtype="<i2")
+            block = (ints.astype(np.float32) / np.float32(32768.0)).reshape(-1, self.start.channels)
+            return block
+        block = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            count = int(bad.sum())
+            self.counters.non_finite_samples += count
+            block[bad] = 0.0
+            self.notice(
+                ErrorCode.NON_FINITE_AUDIO,
+                f"{self.counters.non_finite_samples} NaN/Inf samples so far were replaced by 0",
+            )
+        return block.reshape(-1, self.start.channels)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        rate = self.settings.max_frames_per_second
+        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _drop(self, code: str, why: str) -> None:
+        self.counters.frames_dropped += 1
+        self.notice(code, f"{why} ({self.counters.frames_dropped} dropped so far)")
+
+    def notice(self, code: str, message: str) -> None:
+        """Queue a non-fatal error for the client, at most one per code per second."""
+        now = time.monotonic()
+        if now - self._noticed_at.get(code, -10.0) >= 1.0:
+            self._noticed_at[code] = now
+            self.post(error_message(code, message))
+
+    def grant(self, frames: int) -> None:
+        """``credit``: only playback sessions send audio."""
+        raise ProtocolError(ErrorCode.NOT_PLAYBACK, self._not_playback("credit"))
+
+    def seek(self, frame: int) -> None:
+        """``seek``: only playback sessions have a position to move."""
+        raise ProtocolError(ErrorCode.NOT_PLAYBACK, self._not_playback("seek"))
+
+    def _not_playback(self, what: str) -> str:
+        return f"`{what}` applies to playback sessions; {self.pipeline.name!r} analyses live audio"
+
+    def on_resume(self) -> int:
+        """A new connection took over; the audio position it continues from."""
+        return self.counters.samples_received
+
+    def next_output(self) -> bytes | str | None:
+        """A message the session streams besides events (playback PCM); None for live ones."""
+        return None
+
+    async def request_end(self) -> None:
+        """No more audio: analysis finishes what is queued, then the summary is produced."""
+        if not self.ending:
+            self.ending = True
+            await self.audio_in.send(END)
+
+    # ---- analysis (the session's own task) ----------------------------------------------
+
+    async def analyse(self) -> None:
+        """The session's own task: ``_run`` its work to the end; a failing stage ends only this
+        session (``failed``), then the summary is made and the send loop told."""
+        if self.recorder is not None:
+            self.tally = self.recorder.session_started(self.record(), self.notice)
+        try:
+            await self._run()
+            if self.state is not State.ABANDONED:
+                self.state = State.COMPLETED
+        except Exception as exc:  # a stage bug must not take the server down
+            self.state = State.FAILED
+            self.notice(ErrorCode.STAGE_FAILED, f"{self.WORK} failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._release()
+            self.summary = self._summary()
+            self.record_end()
+            self.finished.set()
+            self.wake()
+
+    async def _run(self) -> None:
+        """Run the pipeline over queued audio until END."""
+        async for item in self.audio_out:
+            if item is END:
+                break
+            block, received_at = item
+            began = time.perf_counter()
+            events = self.graph.process(block)
+            self.processing_s += time.perf_counter() - began
+            self.counters.frames_analysed += 1
+            self.counters.samples_analysed += block.shape[0]
+            self._publish(events)
+            if events:
+                self._marks.append((self.counters.samples_analysed, received_at))
+            await trio.lowlevel.checkpoint()
+        began = time.perf_counter()
+        events = self.graph.finish()
+        self.processing_s += time.perf_counter() - began
+        self._publish(events)
+
+    def _release(self) -> None:
+        """Free what the session's work held, whatever way it ended."""
+
+    def record(self, status: SessionStatus = "active") -> SessionRecord:
+        """The session's row as it stands, with ``status``."""
+        samples = self.counters.samples_analysed
+        start = self.start
+        ended = status != "active"
+        return SessionRecord(
+            id=self.id,
+            pipeline=start.pipeline,
+            source="live",
+            sample_rate=start.sample_rate,
+            channels=start.channels,
+            started_at=utc(self.started_at),
+            status=status,
+            user=start.user,
+            piece=start.piece,
+            genre=start.genre,
+            target_tempo=start.target_tempo,
+            ended_at=utc(time.time()) if ended else None,
+            duration_s=samples / self.format.sample_rate,
+            frames_processed=samples,
+        )
+
+    def record_end(self) -> None:
+        """Hand the final row and the result to the recorder, once. A session that did not
+        finish (cut short by a shutdown) is recorded as ``failed``."""
+        if self.recorder is None or self._end_recorded:
+            return
+        self._end_recorded = True
+        status = FINAL_STATUS.get(self.state, "failed")
+        try:
+            summary = self.summary or self._summary()
+            result = result_record(self.id, summary, self.processing_s * 1000.0)
+        except Exception:  # a summary that cannot be stored must not take the server down
+            log.exception("session %s: its analysis result cannot be stored", self.id)
+            result = None
+        self.recorder.session_ended(self.record(status), result)
+
+    def _publish(self, events: list[Event]) -> None:
+        records: list[EventRecord] = []
+        for event in events:
+            self.practice.add(event)
+            seq, text, dropped = self.log.append(event, self._sent_seq)
+            if self.recorder is not None:
+                records.append(EventRecord.of(self.id, seq, event, text))
+            self.counters.events_produced += 1
+            if dropped:
+                self.counters.events_dropped += 1
+                self._sent_seq = max(self._sent_seq, self.log.oldest() - 1)
+                self.notice(
+                    ErrorCode.EVENTS_DROPPED,
+                    f"client is not reading fast enough: {self.counters.events_dropped} events "
+                    f"dropped (event_buffer = {self.settings.event_buffer})",
+                )
+        if records:
+            assert self.recorder is not None
+            self.recorder.events(records)
+        if events:
+            self.wake()
+
+    # ---- output side (called by the attached connection's send loop) --------------------
+
+    def wake(self) -> None:
+        self._changed.set()
+
+    def post(self, message: str) -> None:
+        """Queue an encoded control message for the attached connection (or the next one)."""
+        self._outbox.append(message)
+        self.wake()
+
+    def next_control(self) -> str | None:
+        """The oldest queued control message, left queued until ``control_sent``."""
+        return self._outbox[0] if self._outbox else None
+
+    def control_sent(self) -> None:
+        """The message ``next_control`` gave went out: a failed send leaves it for a resume."""
+        self._outbox.pop(0)
+
+    def forget_wakes(self) -> None:
+        """Forget earlier wake-ups: called before looking at what to send, so none is missed."""
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next wake-up since ``forget_wakes``."""
+        await self._changed.wait()
+
+    def take_unsent(self, limit: int) -> tuple[list[str], int, int]:
+        """Up to ``limit`` encoded events not yet sent, the seq of the last one, and the samples
+        analysed so far (``through``)."""
+        entries = self.log.after(self._sent_seq, limit)
+        last = entries[-1][0] if entries else self._sent_seq
+        return [text for _, text in entries], last, self.counters.samples_analysed
+
+    def mark_sent(self, last_seq: int, count: int, through: int, now: float) -> None:
+        self._sent_seq = max(self._sent_seq, last_seq)
+        self.counters.events_sent += count
+        self.log.forget_sent(self._sent_seq, RESUME_HISTORY)
+        while self._marks and self._marks[0][0] <= through:
+            _, received_at = self._marks.popleft()
+            self.latencies.append(now - received_at)
+
+    def all_sent(self) -> bool:
+        return self._sent_seq >= self.log.last_seq
+
+    def summary_message(self) -> str:
+        """The encoded ``summary``; the session counts as delivered once it is sent."""
+        assert self.summary is not None  # set before the session is finished
+        return encode(Summary(**self.summary, stats=self.stats()))
+
+    def summary_sent(self) -> None:
+        self._summary_delivered = True
+
+    # ---- connections (the server's) ------------------------------------------------------
+
+    def attach(self, scope: trio.CancelScope) -> None:
+        """A connection (its cancel scope) takes the session, cancelling a stale one."""
+        if self._connection is not None and self._connection is not scope:
+            self._connection.cancel()
+        self._connection = scope
+        self._detached_at = None
+        if self.state is State.DETACHED:
+            self.state = State.ACTIVE
+
+    def attached(self, scope: trio.CancelScope) -> bool:
+        """Whether ``scope``'s connection still holds the session (a resume takes it over)."""
+        return self._connection is scope
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    def release(self, scope: trio.CancelScope) -> float | None:
+        """``scope``'s connection is gone. Unless a newer connection took over or the summary
+        was delivered, the session is detached: returns the detach stamp for ``abandon_if``."""
+        if self._connection is not scope:
+            return None
+        self._connection = None
+        if self._summary_delivered:
+            return None
+        if self.state is State.ACTIVE:
+            self.state = State.DETACHED
+        self._detached_at = time.monotonic()
+        return self._detached_at
+
+    async def abandon_if(self, detached_at: float) -> bool:
+        """The grace period of the detach stamped ``detached_at`` is over: unless resumed since,
+        the session ends as ``abandoned``. Returns whether it was."""
+        if self._connection is not None or self._detached_at != detached_at:
+            return False  # resumed in time
+        if not self.finished.is_set():
+            self.state = State.ABANDONED
+            await self.request_end()
+            await self.finished.wait()
+        return True
+
+    def resume_from(self, last_seq: int) -> Resumed:
+        """A client resuming after event ``last_seq``: events it lacks are sent again (those no
+        longer held are reported as dropped); returns the ``resumed`` message. A connection
+        that still holds the session is cancelled first, so it sends nothing more."""
+        if self._connection is not None:
+            self._connection.cancel()
+        available = self.log.oldest()
+        if last_seq + 1 < available:
+            lost = available - last_seq - 1
+            self.post(
+                error_message(
+                    ErrorCode.EVENTS_DROPPED,
+                    f"{lost} events after seq {last_seq} are no longer held "
+                    f"(event_buffer = {self.settings.event_buffer})",
+                )
+            )
+        self._sent_seq = min(max(last_seq, available - 1), self.log.last_seq)
+        return Resumed(
+            session_id=self.id,
+            last_seq=self.log.last_seq,
+            samples_received=self.on_resume(),
+            replayed=self.log.last_seq - self._sent_seq,
+        )
+
+    def settled(self) -> bool:
+        """Finished, and its summary delivered or nobody attached to receive it."""
+        done = self.finished.is_set()
+        return done and (self._summary_delivered or self._connection is None)
+
+    def begin_history(self) -> None:
+        """A ``history`` request starts; one at a time per session."""
+        if self._history_running:
+            raise ProtocolError(
+                ErrorCode.HISTORY_BUSY,
+                "one history request at a time: wait for the answer to the last one",
+            )
+        self._history_running = True
+
+    def end_history(self, reply: str) -> None:
+        self._history_running = False
+        self.post(reply)
+
+    def stats(self) -> Stats:
+        latencies = np.array(self.latencies) * 1000.0 if self.latencies else None
+        percentiles: dict[str, float | None] = {
+            f"p{p}": (None if latencies is None else round(float(np.percentile(latencies, p)), 3))
+            for p in (50, 95, 99)
+        }
+        return Stats(
+            **attrs.asdict(self.counters),
+            events_stored=self.tally.stored,
+            events_spooled=self.tally.spooled,
+            events_unsaved=self.tally.unsaved,
+            latency_ms=percentiles,
+            queues={
+                "audio": self.audio_out.statistics().current_buffer_used,
+                "events_unsent": self.log.last_seq - self._sent_seq,
+            },
+        )
+
+    def _summary(self) -> dict[str, Any]:
+        samples = self.counters.samples_analysed
+        return {
+            "session_id": self.id,
+            "status": self.state.value,
+            "samples": samples,
+            "duration_s": samples / self.format.sample_rate,
+            "practice": self.practice.result(),
+            "stages": self.practice.stage_summaries,
+        }
+
+
+def open_live(
+    start: Start,
+    pipeline: Pipeline,
+    settings: ServerSettings,
+    ids: tuple[str, str],
+    recorder: Recorder | None,
+) -> Session:
+    """A live session of ``pipeline`` for a ``start`` message (ids: session id, resume token);
+    a ``start`` that does not fit a live pipeline raises ProtocolError."""
+    if start.sample_rate is None:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f"invalid 'start' message: pipeline {pipeline.name!r} analyses the audio you send"
+            ": give its sample_rate",
+        )
+    if start.track is not None:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f"invalid 'start' message: pipeline {pipeline.name!r} analyses the audio you send"
+            "; `track` applies to playback pipelines",
+        )
+    start = attrs.evolve(start, channels=start.channels or 1)
+    try:
+        return Session(start, pipeline, settings, *ids, recorder)
+    except LegatoError as exc:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, str(exc)) from None
