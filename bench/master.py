@@ -27,9 +27,9 @@ sys.path.insert(0, str(BENCH))
 from common import Section, machine, rounded  # noqa: E402
 from signals import music  # noqa: E402
 
-from legato.cli.master import make_stage  # noqa: E402
 from legato.client.player import open_player  # noqa: E402
 from legato.engine.files import BLOCK_FRAMES, AudioFile  # noqa: E402
+from legato.engine.stages import make_stage, stage_type_named  # noqa: E402
 from legato.library.fingerprints import (  # noqa: E402
     FingerprintCache,
     open_fingerprint_cache,
@@ -64,10 +64,11 @@ def mastering_speed(registry: Registry, path: Path, repeats: int) -> Section:
     ]
     fp = fingerprint_file(path)
     params = {"integrated_lufs": fp["loudness_lufs"], "crest_db": fp["crest_db"]}
+    master = stage_type_named(registry, "lwrp_master")
     best = float("inf")
     cls = None
     for _ in range(repeats):
-        stage = make_stage(registry, "lwrp_master", AudioFile(path).format, params)
+        stage = make_stage(master, AudioFile(path).format, measurements=params)
         start = time.perf_counter()
         for block in blocks:
             _, events = stage.process_audio(block)  # type: ignore[attr-defined]
@@ -85,7 +86,9 @@ async def first_chunk(registry: Registry, cache: FingerprintCache, path: Path) -
     start = time.perf_counter()
     result = await cache.lookup(path)
     with AudioFile(path) as source:
-        stage = make_stage(registry, "lwrp_master", source.format, track_measurements(result))
+        master = stage_type_named(registry, "lwrp_master")
+        measured = {} if result.fingerprint is None else result.fingerprint.measured()
+        stage = make_stage(master, source.format, measurements=track_measurements(master, measured))
         ready = 0
         for block in source.blocks(BLOCK_FRAMES):
             ready += len(stage.process_audio(block)[0])  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Thin helpers around the compiled cffi module ``legato._kernels``: owned states, zero-copy
-buffer views, growable output buffers and input frames. Plugins import ``ffi``/``lib`` from
-here."""
+buffer views, growable output buffers, input frames and status checks. Plugins import
+``ffi``/``lib`` from here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,21 @@ import numpy as np
 
 from ._kernels import ffi, lib
 
-__all__ = ["OutBuffer", "ffi", "frames_of", "lib", "owned", "view"]
+__all__ = ["KernelError", "OutBuffer", "check", "ffi", "frames_of", "lib", "owned", "view"]
+
+
+class KernelError(RuntimeError):
+    """A kernel call failed: a bug in the caller (bad arguments, too small a buffer, a call
+    after ``_finish``), never bad audio, which the kernels take as it comes."""
+
+
+def check(status: int, call: str) -> int:
+    """``status`` when it is a count or ``LG_OK``; KernelError naming the ``LG_ERR_*`` code
+    (csrc/status.h, one vocabulary for every kernel) when it is negative."""
+    if status < 0:
+        name = ffi.string(ffi.cast("enum lg_status", status))
+        raise KernelError(f"{call} failed: {name} ({status})")
+    return status
 
 
 def owned(state: Any, free: Callable[[Any], None], what: str) -> Any:

@@ -181,3 +181,15 @@ def load_registry(extra_modules: dict[str, ModuleType] | None = None) -> Registr
     for name, module in (extra_modules or {}).items():
         add_plugin(registry, name, module)
     return registry
+
+
+_installed: Registry | None = None
+
+
+def installed() -> Registry:
+    """The registry of installed plugins, loaded once per process (for code that has no
+    registry handed to it, such as worker processes and the plugin test helpers)."""
+    global _installed
+    if _installed is None:
+        _installed = load_registry()
+    return _installed

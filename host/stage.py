@@ -94,6 +94,43 @@ class OutputSpec:
 
 InputKind = Literal["mono", "multichannel"]
 
+MEASURES = ("integrated_lufs", "crest_db", "true_peak_dbtp")
+"""What a track's fingerprint can tell a stage that plans from it, in a vocabulary shared by
+fingerprinters and planners: integrated loudness (LUFS, BS.1770), crest factor (dB, sample
+peak over RMS) and true peak (dBTP)."""
+
+
+@attrs.frozen
+class Fingerprinter:
+    """Declares that a stage type fingerprints whole tracks, so the track library can use it
+    (through the registry, never by import). Created with its default params and fed a track
+    from its start, the stage emits at ``finish`` one ``fingerprint`` event whose ``values``
+    are numbers in the order of ``names``. Results of different ``version``s are never mixed
+    in caches. The library stops reading a track after ``window_s`` seconds (None: reads it
+    all), the part the stage analyses with its default params. ``measures`` maps each of the
+    ``MEASURES`` the fingerprint holds to the dimension holding it."""
+
+    version: int
+    names: tuple[str, ...]
+    window_s: float | None = None
+    measures: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class TrackPlan:
+    """Declares how an audio stage plans from the track it is about to play (a playback
+    pipeline's mastering): ``measurements`` maps params the host fills, when the config leaves
+    them unset, to the measure (one of ``MEASURES``) of the track's fingerprint each takes;
+    ``plan`` is the kind of the event
+    the stage emits for an empty first block describing its plan, whose ``class_field`` names
+    the treatment and whose fields in ``expected`` (measure -> field, for ``integrated_lufs``,
+    ``crest_db``, ``true_peak_dbtp``) estimate the output. Players are told all of it."""
+
+    measurements: Mapping[str, str]
+    plan: str
+    class_field: str = "class"
+    expected: Mapping[str, str] = attrs.field(factory=dict)
+
 
 @attrs.frozen
 class StageType:
@@ -109,6 +146,10 @@ class StageType:
     """True for stages whose output audio can feed other stages (e.g. mastering)."""
     check: Callable[[Any], list[tuple[str, str]]] | None = None
     """Cross-field validation: returns (param name, message) pairs for invalid combinations."""
+    fingerprinter: Fingerprinter | None = None
+    """Set when the stage can fingerprint library tracks (see ``Fingerprinter``)."""
+    track_plan: TrackPlan | None = None
+    """Set when the stage plans from a library track's fingerprint (see ``TrackPlan``)."""
 
     def param_specs(self) -> list[ParamSpec]:
         return param_specs(self.params)
@@ -125,6 +166,10 @@ class StageType:
                 {"kind": o.kind, "doc": o.doc, "rate": o.rate, "fields": dict(o.fields)}
                 for o in self.outputs
             ],
+            "fingerprinter": None
+            if self.fingerprinter is None
+            else attrs.asdict(self.fingerprinter),
+            "track_plan": None if self.track_plan is None else attrs.asdict(self.track_plan),
         }
 
 

@@ -15,22 +15,17 @@ import numpy as np
 import trio
 
 from .engine.graph import downmix
-from .registry import Registry, load_registry
+from .registry import Registry, installed
 from .stage import Event, Stage, StageType, StreamFormat
 
 if TYPE_CHECKING:
     from .config.pipelines import Config
     from .server.server import Server
 
-_registry: Registry | None = None
-
 
 def registry() -> Registry:
     """The registry of installed plugins, loaded once per process."""
-    global _registry
-    if _registry is None:
-        _registry = load_registry()
-    return _registry
+    return installed()
 
 
 def make_stage(
@@ -40,10 +35,10 @@ def make_stage(
     **params: Any,
 ) -> tuple[StageType, Stage]:
     """Instantiate a stage type with params validated exactly as a pipeline config would be."""
-    from .config.params import build_params
+    from .engine.stages import make_stage as make
 
     st = registry().stage_type(stage_type) if isinstance(stage_type, str) else stage_type
-    return st, st.create(build_params(st, params), StreamFormat(sample_rate, channels))
+    return st, make(st, StreamFormat(sample_rate, channels), params)
 
 
 def stage_input(st: StageType, audio: np.ndarray) -> np.ndarray:

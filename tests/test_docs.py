@@ -1,4 +1,4 @@
-"""Documentation stays true: every hook is documented."""
+"""Documentation stays true: every hook, stage, config key and module of host/ is documented."""
 
 from __future__ import annotations
 
@@ -36,3 +36,21 @@ def test_every_config_table_key_is_documented() -> None:
     keys = [*TOP_LEVEL_KEYS, *PIPELINE_KEYS]
     keys += [f.name for cls in (ServerSettings, LibrarySettings) for f in attrs.fields(cls)]
     assert [k for k in keys if f"`{k}`" not in text] == []
+
+
+def test_every_host_module_has_a_room_in_the_architecture() -> None:
+    """docs/architecture.md's table names every module of host/: a new module needs a row."""
+    import re
+
+    table = (DOCS / "architecture.md").read_text()
+    named = set(re.findall(r"`(host/[^`]+)`", table))
+    host = DOCS.parent / "host"
+    modules = {
+        str(path.relative_to(DOCS.parent))
+        for path in host.rglob("*")
+        if path.suffix in (".py", ".toml", ".html", ".js") and "__pycache__" not in path.parts
+    }
+    missing = sorted(modules - named)
+    assert not missing, f"docs/architecture.md has no row for {', '.join(missing)}"
+    gone = sorted(p for p in named if not (DOCS.parent / p).exists())
+    assert not gone, f"docs/architecture.md names modules that do not exist: {', '.join(gone)}"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from legato.config.params import ParamsInvalid
 from legato.errors import LegatoError
 from legato.kernels import ffi, lib
-from legato.plugins.dynamics.meters import LoudnessMeter
+from legato.meters import LoudnessMeter
 from legato.plugins.fingerprint25d import (
     ALGORITHM_VERSION,
     DIMENSIONS,

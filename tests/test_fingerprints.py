@@ -29,6 +29,7 @@ from legato.errors import LegatoError
 from legato.library.fingerprints import FingerprintCache, generate, open_fingerprint_cache
 from legato.library.sidecar import read_sidecar, sidecar_path
 from legato.plugins.fingerprint25d import ALGORITHM_VERSION, NAMES, fingerprint_file
+from legato.stage import StageType
 from legato.storage import FingerprintRecord, Storage, StorageError
 
 if TYPE_CHECKING:
@@ -311,10 +312,10 @@ async def test_concurrent_lookups_share_one_generation(
     calls: list[Path] = []
     release = threading.Event()
 
-    def held(path: Path, max_seconds: float) -> FingerprintRecord:
+    def held(path: Path, stage_type: StageType | None) -> FingerprintRecord:
         calls.append(path)
         release.wait(10)
-        return generate(path, max_seconds)
+        return generate(path, stage_type)
 
     monkeypatch.setattr("legato.library.fingerprints.generate", held)
     results = []

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from legato.plugins.dynamics.meters import LoudnessMeter, TruePeakMeter, kweighting_coefficients
+from legato.meters import LoudnessMeter, TruePeakMeter, kweighting_coefficients
 from legato.testing import make_stage, run_blocks
 
 SHELF_B48 = [1.53512485958697, -2.69169618940638, 1.19839281085285]

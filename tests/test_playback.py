@@ -543,7 +543,9 @@ def test_legato_serve_finds_a_library_relative_to_its_config(library: Path) -> N
     """The operator's path: a config naming the library, `legato serve`, `legato play`."""
     home = library.parent
     port = free_port()
-    default = (Path(__file__).resolve().parent.parent / "host" / "config" / "default.toml").read_text()
+    default = (
+        Path(__file__).resolve().parent.parent / "host" / "config" / "default.toml"
+    ).read_text()
     (home / "legato.toml").write_text(
         f'{default}\n[server]\nport = {port}\n\n[library]\npath = "music"\n'
     )

@@ -21,14 +21,8 @@ import trio
 from records import pitch_events as events
 from records import session_record
 
-from legato.records.recorder import (
-    Recorder,
-    RecorderSettings,
-    Tally,
-    default_spool_dir,
-    result_record,
-    scores,
-)
+from legato.records.practice import result_record, scores
+from legato.records.recorder import Recorder, RecorderSettings, Tally, default_spool_dir
 from legato.records.spool import Spool, decode_batch, encode_batch
 from legato.storage import Batch, SessionRecord, Storage, open_storage
 from legato.testing import registry

@@ -12,15 +12,17 @@ import argparse
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
+from .common import Subparsers, config_option, db_option, open_storage_for
 
-from ..registry import Registry
-from ..storage import Storage
+if TYPE_CHECKING:
+    from ..storage import Storage
 
 
 def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``, refused with a usage error."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -33,17 +35,10 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def open_storage_for(args: argparse.Namespace, registry: Registry | None = None) -> Storage:
-    """The Storage for ``--db`` or the ``[storage]`` table of ``--config`` (every command that
-    takes both opens its database this way)."""
-    from ..config.pipelines import load_config
-    from .main import _registry
-
-    registry = registry or _registry()
-    return load_config(args.config, registry).storage.open(registry, args.db)
-
-
 def _run(args: argparse.Namespace, query: Callable[[Storage], Awaitable[Any]]) -> int:
+    """Print ``query``'s answer from the migrated database as JSON."""
+    import trio
+
     storage = open_storage_for(args)
 
     async def main() -> Any:
@@ -59,6 +54,9 @@ def _run(args: argparse.Namespace, query: Callable[[Storage], Awaitable[Any]]) -
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations; print the database, what was applied and the version."""
+    import trio
+
     storage = open_storage_for(args)
 
     async def main() -> dict[str, Any]:
@@ -78,65 +76,62 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _now() -> dt.datetime:
+    """Now, in UTC: the end of every "recent days" window."""
     return dt.datetime.now(dt.UTC)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    """`legato db stats`: a user's totals over the last --days."""
     return _run(args, lambda s: s.user_stats(args.user, args.days, _now()))
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    """`legato db sessions`: the newest --limit sessions (of --user)."""
     return _run(args, lambda s: s.list_sessions(args.user, args.limit))
 
 
 def cmd_session(args: argparse.Namespace) -> int:
+    """`legato db session ID`: one session, its events and its result."""
     return _run(args, lambda s: s.get_session(args.id))
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
+    """`legato db progress`: a user's aggregates per --period since --days back."""
     since = _now() - dt.timedelta(days=args.days)
     return _run(args, lambda s: s.progress(args.user, args.period, since))
 
 
-def add_db_commands(sub: argparse._SubParsersAction) -> None:
-    """Add `legato db ...` to the CLI's subcommands."""
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument(
-        "--db",
-        metavar="URL",
-        help="database URL, e.g. sqlite:///legato.db or postgresql://user@host:5432/db"
-        " (default: [storage] url of the config)",
-    )
-    where.add_argument("--config", help="TOML config whose [storage] table to use")
-
-    db = sub.add_parser(
+def add_parser(subparsers: Subparsers) -> None:
+    """Declare `legato db` and its subcommands, each with ``--db`` and ``--config``."""
+    where = [db_option(), config_option()]
+    db = subparsers.add_parser(
         "db",
         help="migrate the session database and query it (JSON on stdout)",
         description="Each command applies pending schema migrations first.",
     )
     commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
 
-    p = commands.add_parser("migrate", parents=[where], help="apply pending schema migrations")
+    p = commands.add_parser("migrate", parents=where, help="apply pending schema migrations")
     p.set_defaults(func=cmd_migrate)
 
-    p = commands.add_parser("stats", parents=[where], help="a user's totals over recent days")
+    p = commands.add_parser("stats", parents=where, help="a user's totals over recent days")
     p.add_argument("--user", required=True, help="user name")
     p.add_argument("--days", type=_at_least(1), default=30, help="days back (default 30)")
     p.set_defaults(func=cmd_stats)
 
-    p = commands.add_parser("sessions", parents=[where], help="sessions, newest first")
+    p = commands.add_parser("sessions", parents=where, help="sessions, newest first")
     p.add_argument("--user", help="only this user's sessions")
     p.add_argument("--limit", type=_at_least(0), default=50, help="at most N (default 50)")
     p.set_defaults(func=cmd_sessions)
 
     p = commands.add_parser(
-        "session", parents=[where], help="one session with its events and analysis result"
+        "session", parents=where, help="one session with its events and analysis result"
     )
     p.add_argument("id", metavar="ID", help="session id")
     p.set_defaults(func=cmd_session)
 
     p = commands.add_parser(
-        "progress", parents=[where], help="a user's per-period aggregates, oldest first"
+        "progress", parents=where, help="a user's per-period aggregates, oldest first"
     )
     p.add_argument("--user", required=True, help="user name")
     p.add_argument(

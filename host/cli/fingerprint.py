@@ -26,16 +26,17 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import soundfile as sf
-import trio
-
-from legato.plugins.fingerprint25d import ALGORITHM_VERSION, NAMES
 
 from ..errors import LegatoError, raise_single
-from ..library.fingerprints import FingerprintCache, generate, open_fingerprint_cache
+from ..stage import Fingerprinter
 from ..storage import FingerprintRecord, Storage
+from .common import Subparsers, config_option, db_option, open_storage_for
+
+if TYPE_CHECKING:
+    from ..library.fingerprints import FingerprintCache
 
 Outcome = Literal["database", "sidecar", "generated", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("database", "sidecar", "generated", "failed")
@@ -68,6 +69,7 @@ dying worker pool strands few files."""
 
 
 def audio_extensions() -> frozenset[str]:
+    """The extensions a folder's audio files are recognised by, for this libsndfile."""
     formats = sf.available_formats()
     return frozenset(ext for fmt, exts in _EXTENSIONS.items() if fmt in formats for ext in exts)
 
@@ -107,8 +109,14 @@ class Report:
     progress bar (a terminal) or a line every LINE_S (otherwise) and the summary on stderr."""
 
     def __init__(
-        self, out: TextIO | None, err: TextIO, tty: bool, clock: Callable[[], float]
+        self,
+        out: TextIO | None,
+        err: TextIO,
+        tty: bool,
+        clock: Callable[[], float],
+        fingerprinter: Fingerprinter | None = None,
     ) -> None:
+        self._fingerprinter = fingerprinter
         self.out = out
         self.err = err
         self.tty = tty
@@ -121,6 +129,16 @@ class Report:
         self._samples = collections.deque([(self.started, 0)])
         self._drawn = -math.inf if tty else self.started
         self._bar = False
+
+    @property
+    def fingerprinter(self) -> Fingerprinter:
+        """Whose value names and version the JSON lines carry: the one given, else the
+        installed default fingerprinter (the one the cache and the workers use)."""
+        if self._fingerprinter is None:
+            from ..library.fingerprinter import default_spec
+
+            self._fingerprinter = default_spec()
+        return self._fingerprinter
 
     def start(self, files: int) -> None:
         """The number of files to go through is known: show the bar at once."""
@@ -138,7 +156,7 @@ class Report:
                 "path": str(path),
                 "tier": outcome,
                 "version": record.version,
-                "names": list(NAMES),
+                "names": list(self.fingerprinter.names),
                 "values": list(record.values),
             }
         )
@@ -147,9 +165,8 @@ class Report:
     def failed(self, path: Path | str, error: str) -> None:
         """A file (or folder) that could not be fingerprinted: named on stderr, counted."""
         self.problem(str(path), error)
-        self._line(
-            {"path": str(path), "tier": "failed", "version": ALGORITHM_VERSION, "error": error}
-        )
+        version = self.fingerprinter.version
+        self._line({"path": str(path), "tier": "failed", "version": version, "error": error})
         self._count("failed")
 
     def problem(self, path: str, message: str) -> None:
@@ -247,11 +264,16 @@ def drive_pool(
     paths: Sequence[Path],
     jobs: int,
     deliver: Callable[[PoolResult], None],
-    work: Callable[[str], FingerprintRecord] = generate,
+    work: Callable[[str], FingerprintRecord] | None = None,
 ) -> None:
     """Fingerprint ``paths`` in ``jobs`` worker processes (blocking), handing each result or
-    error message to ``deliver`` as it arrives. When a worker dies, the files in flight are
+    error message to ``deliver`` as it arrives; ``work`` fingerprints one file (default:
+    ``legato.library.fingerprints.generate``). When a worker dies, the files in flight are
     retried one at a time in a new pool, so only the file that kills a worker alone fails."""
+    if work is None:
+        from ..library.fingerprints import generate
+
+        work = generate
     queue = collections.deque(paths)
     suspects: collections.deque[Path] = collections.deque()
     context = multiprocessing.get_context("spawn")
@@ -339,6 +361,8 @@ async def fingerprint_paths(
     files: Sequence[Path], storage: Storage | None, jobs: int, sidecars: bool, report: Report
 ) -> None:
     """Check every file against the cache, then fingerprint the misses in the pool."""
+    from ..library.fingerprints import open_fingerprint_cache
+
     report.start(len(files))
     missing: list[Path] = []
     async with open_fingerprint_cache(storage, sidecars=sidecars) as cache:
@@ -356,6 +380,8 @@ async def _generate(
     cache: FingerprintCache, missing: list[Path], jobs: int, report: Report
 ) -> None:
     """Fingerprint the files in the worker pool; store and report each as it arrives."""
+    import trio
+
     send, receive = trio.open_memory_channel[PoolResult](0)
 
     async def produce() -> None:
@@ -383,22 +409,55 @@ async def _generate(
 
 
 def default_jobs() -> int:
+    """One worker per core this process may run on (its affinity, not the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
 
 
-def run(args: argparse.Namespace, open_storage: Callable[[], Storage]) -> int:
-    """The command's body: returns the exit status."""
+def add_parser(subparsers: Subparsers) -> None:
+    """Declare `legato fingerprint`."""
+    p = subparsers.add_parser(
+        "fingerprint",
+        parents=[db_option(), config_option()],
+        help="fingerprint audio files and folders into the database and .25d sidecars",
+        description="Fingerprint audio files, and folders recursively, in parallel; files whose"
+        " fingerprint is already in the database or a valid .25d sidecar are skipped, so an"
+        " interrupted run resumes. Progress and a per-tier summary go to stderr. Exits 1 if some"
+        " file could not be fingerprinted (each is named on stderr).",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio file or folder")
+    p.add_argument("--json", action="store_true", help="print one JSON line per file on stdout")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per available core)",
+    )
+    p.add_argument(
+        "--no-sidecar",
+        action="store_true",
+        help="neither read nor write .25d sidecar files next to the audio",
+    )
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    """The command's body: returns the exit status (trio and the fingerprint cache load only
+    here)."""
+    import trio
+
+    from ..library.fingerprinter import default_spec
+
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise LegatoError(f"--jobs must be at least 1, got {jobs}")
-    report = Report(
-        sys.stdout if args.json else None, sys.stderr, sys.stderr.isatty(), time.monotonic
-    )
+    spec = default_spec()  # no fingerprint stage installed: one error, not one per file
+    out = sys.stdout if args.json else None
+    report = Report(out, sys.stderr, sys.stderr.isatty(), time.monotonic, spec)
     files = find_audio(args.paths, report.failed)
-    storage = open_storage()
+    storage = open_storage_for(args)
 
     async def main() -> None:
         await storage.connect()

@@ -12,69 +12,60 @@ counted. One JSON object goes to stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import soundfile as sf
-import trio
-
-from ..config.params import build_params, with_values
-from ..engine.files import BLOCK_FRAMES, AudioFile
+from ..engine import stages
+from ..engine.files import BLOCK_FRAMES, AudioFile, open_sink, output_format, replacing
+from ..engine.stages import stage_type_named as stage_type
 from ..errors import LegatoError
-from ..library.fingerprints import FingerprintResult, open_fingerprint_cache, track_measurements
 from ..registry import Registry
-from ..stage import Stage, StreamFormat
 from ..storage import Storage, StorageUnavailable
+from .common import Subparsers, config_option, db_option, open_storage_for, plugin_registry
 
-FORMATS: dict[str, tuple[str, str]] = {
-    "wav": ("WAV", "FLOAT"),
-    "wave": ("WAV", "FLOAT"),
-    "w64": ("W64", "FLOAT"),
-    "rf64": ("RF64", "FLOAT"),
-    "aif": ("AIFF", "FLOAT"),
-    "aiff": ("AIFF", "FLOAT"),
-    "caf": ("CAF", "FLOAT"),
-    "flac": ("FLAC", "PCM_24"),
-    "ogg": ("OGG", "VORBIS"),
-    "oga": ("OGG", "VORBIS"),
-    "opus": ("OGG", "OPUS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
-"""Container and sample format by OUTPUT's extension. Float where the container has it, so the
-limiter's output is stored exactly (no requantisation that could move the true peak); FLAC has
-no float samples, and 24-bit PCM keeps the noise floor ~144 dB down; lossy formats (Vorbis,
-Opus, MP3) can raise the true peak above the ceiling, which the reported output peak shows."""
+if TYPE_CHECKING:
+    import soundfile as sf
+
+    from ..library.fingerprints import FingerprintResult
 
 
-def output_format(path: Path) -> tuple[str, str]:
-    """The (format, subtype) soundfile writes ``path`` with, by its extension."""
-    ext = path.suffix.lower().lstrip(".")
-    chosen = FORMATS.get(ext)
-    if chosen is None or chosen[0] not in sf.available_formats():
-        names = ", ".join(e for e, (f, _) in FORMATS.items() if f in sf.available_formats())
-        raise LegatoError(f"{path}: unknown output extension {path.suffix!r} (use one of {names})")
-    if chosen[1] not in sf.available_subtypes(chosen[0]):
-        raise LegatoError(f"{path}: this libsndfile cannot write {chosen[1]} {chosen[0]} files")
-    return chosen
+def add_parser(subparsers: Subparsers) -> None:
+    """Declare `legato master`."""
+    p = subparsers.add_parser(
+        "master",
+        parents=[db_option(), config_option()],
+        help="master an audio file through lwrp_master, report as JSON",
+        description="Master INPUT into OUTPUT (format by OUTPUT's extension: float WAV/AIFF,"
+        " 24-bit FLAC, Vorbis OGG, ...; same rate and channels) with the lwrp_master stage,"
+        " using the input's fingerprint from the database, its .25d sidecar, or generated"
+        " within --timeout (else the fallback chain). OUTPUT is replaced only when complete."
+        " Prints one JSON object: class, fingerprint tier, input and output loudness, true"
+        " peak and crest.",
+    )
+    p.add_argument("input", metavar="INPUT", help="audio file (WAV, FLAC, OGG, ...)")
+    p.add_argument("output", metavar="OUTPUT", help="mastered file to write")
+    p.add_argument(
+        "--no-sidecar",
+        action="store_true",
+        help="neither read nor write a .25d sidecar file next to the audio",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for a fingerprint generation (default %(default)g)",
+    )
+    p.set_defaults(func=command)
 
 
-def make_stage(
-    registry: Registry, name: str, fmt: StreamFormat, measurements: Mapping[str, float] = {}
-) -> Stage:
-    """A stage from its registered type with its default params and those of the track's
-    ``measurements`` it accepts, as a playback pipeline builds it."""
-    try:
-        st = registry.stage_type(name)
-    except KeyError:
-        raise LegatoError(f"stage type {name!r} is not installed") from None
-    return st.create(with_values(st, build_params(st, {}), measurements), fmt)
+MASTER = "lwrp_master"
+"""The stage `legato master` masters with, found through the registry by name."""
+METER = "dynamics"
+"""The stage that measures input and output."""
 
 
 def measurement(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -97,6 +88,8 @@ async def lookup(
     path: Path, storage: Storage | None, timeout_s: float, sidecars: bool
 ) -> FingerprintResult:
     """The input's fingerprint through the cache tiers; an unreachable database is skipped."""
+    from ..library.fingerprints import open_fingerprint_cache
+
     if storage is not None:
         try:
             await storage.connect()
@@ -117,8 +110,9 @@ def master_file(
     """Stream ``source`` through the mastering stage into ``sink``, measuring the input on the
     way; returns the ``mastering`` event, the stage's summary and the input's dynamics."""
     fmt = source.format
-    master = make_stage(registry, "lwrp_master", fmt, params)
-    meter = make_stage(registry, "dynamics", fmt)
+    master_type = stage_type(registry, MASTER)
+    master = stages.make_stage(master_type, fmt, measurements=params)
+    meter = stages.make_stage(stage_type(registry, METER), fmt)
     events: list[dict[str, Any]] = []
     written = 0
     for block in source.blocks(BLOCK_FRAMES):
@@ -133,62 +127,27 @@ def master_file(
     written += len(tail)
     if written != source.frames:
         raise LegatoError(f"mastering wrote {written} frames for {source.frames} input frames")
-    plan = next(e for e in events if e["kind"] == "mastering")
+    plan_kind = "mastering" if master_type.track_plan is None else master_type.track_plan.plan
+    plan = next(e for e in events if e["kind"] == plan_kind)
     return plan, _summary(events), _summary(meter.finish())
 
 
 def measure_file(registry: Registry, path: Path) -> dict[str, Any]:
     """The ``dynamics`` summary of an audio file, streamed."""
     with AudioFile(path) as audio:
-        meter = make_stage(registry, "dynamics", audio.format)
+        meter = stages.make_stage(stage_type(registry, METER), audio.format)
         for block in audio.blocks(BLOCK_FRAMES):
             meter.process(block)
         return _summary(meter.finish())
 
 
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` to write to; it replaces ``path`` when the block ends
-    without an error and is removed otherwise, so ``path`` is never left half-written. OS and
-    libsndfile errors become LegatoError naming ``path``."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
-    except OSError as exc:
-        raise LegatoError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    temp = Path(name)
-    try:
-        yield temp
-        os.replace(temp, path)
-    except (OSError, sf.LibsndfileError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise LegatoError(f"{path}: cannot write: {reason}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
-def open_sink(temp: Path, path: Path, sample_rate: int, channels: int) -> sf.SoundFile:
-    """``temp`` opened for writing audio in the format ``path``'s extension names."""
-    fmt_name, subtype = output_format(path)
-    try:
-        return sf.SoundFile(
-            str(temp),
-            "w",
-            samplerate=sample_rate,
-            channels=channels,
-            format=fmt_name,
-            subtype=subtype,
-        )
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise LegatoError(f"{path}: cannot write: {exc}") from None
-
-
 def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -> dict[str, Any]:
-    """Master ``args.input`` into ``args.output``; the JSON report."""
+    """Master ``args.input`` into ``args.output``; the JSON report (trio and the fingerprint
+    cache load only here)."""
+    import trio
+
+    from ..library.fingerprints import track_measurements
+
     started = time.perf_counter()
     source_path, out_path = Path(args.input), Path(args.output)
     if not args.timeout > 0:
@@ -198,7 +157,8 @@ def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -
         raise LegatoError(f"{out_path}: is a directory")
     with AudioFile(source_path) as source:
         result = trio.run(lookup, source_path, storage, args.timeout, not args.no_sidecar)
-        params = track_measurements(result)
+        measured = {} if result.fingerprint is None else result.fingerprint.measured()
+        params = track_measurements(stage_type(registry, MASTER), measured)
         with replacing(out_path) as temp:
             fmt = source.format
             with open_sink(temp, out_path, fmt.sample_rate, fmt.channels) as sink:
@@ -219,7 +179,7 @@ def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -
             "ceiling_dbtp": plan["ceiling_dbtp"],
             "fingerprint_tier": result.tier,
             "fingerprint_reason": result.reason,
-            "fingerprint": {k: params.get(k) for k in ("integrated_lufs", "crest_db")},
+            "fingerprint": {k: measured.get(k) for k in ("integrated_lufs", "crest_db")},
             "input": measurement(measured_in),
             "output": measurement(measured_out),
             "limited_samples": summary["limited_samples"],
@@ -229,7 +189,8 @@ def run(args: argparse.Namespace, registry: Registry, storage: Storage | None) -
         }
 
 
-def main(args: argparse.Namespace, registry: Registry, storage: Storage | None) -> int:
+def command(args: argparse.Namespace) -> int:
     """The command's body: print the report as one JSON object."""
-    print(json.dumps(run(args, registry, storage)))
+    registry = plugin_registry()
+    print(json.dumps(run(args, registry, open_storage_for(args, registry))))
     return 0

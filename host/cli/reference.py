@@ -15,6 +15,29 @@ def _cell(value: Any) -> str:
     return text
 
 
+def _library_roles(stage: dict[str, Any]) -> list[str]:
+    """What the track library and playback read from the stage's declarations."""
+    lines = []
+    fingerprinter, plan = stage["fingerprinter"], stage["track_plan"]
+    if fingerprinter is not None:
+        measures = ", ".join(f"{m} = `{d}`" for m, d in fingerprinter["measures"].items())
+        window = fingerprinter["window_s"]
+        part = "all of a track" if window is None else f"the first {window:g} s of a track"
+        lines += [
+            f"Fingerprints library tracks: algorithm version {fingerprinter['version']},"
+            f" {len(fingerprinter['names'])} values, {part}; measures: {measures or 'none'}.",
+            "",
+        ]
+    if plan is not None:
+        params = ", ".join(f"`{p}` from {m}" for p, m in plan["measurements"].items())
+        lines += [
+            f"Plans from the track it plays: fills {params}; its plan is the `{plan['plan']}`"
+            f" event (class in `{plan['class_field']}`).",
+            "",
+        ]
+    return lines
+
+
 def stage_reference(registry: Registry) -> str:
     """Markdown: every registered stage type with its params and outputs."""
     lines = [
@@ -28,6 +51,7 @@ def stage_reference(registry: Registry) -> str:
         plugin = registry.stage_owner[name]
         lines += [f"## {name}", "", stage["doc"], ""]
         lines += [f"Plugin `{plugin}`; input: {stage['input']}.", ""]
+        lines += _library_roles(stage)
         lines += ["| param | type | default | unit | min | max | |", "|" + "---|" * 7]
         for p in stage["params"]:
             cells = [p["name"], p["type"], p["default"], p["unit"], p["min"], p["max"], p["doc"]]

@@ -23,8 +23,9 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from ..engine import pcm
 from ..errors import LegatoError, raise_single
-from ..protocol.messages import PROTOCOL_VERSION, SAMPLE_FORMATS
+from ..protocol.messages import PROTOCOL_VERSION, Credit, End, Seek, Start, encode
 
 Message = dict[str, Any]
 
@@ -53,8 +54,9 @@ class Player:
         """The server's ``track`` message: duration, fingerprint tier, class, measurements."""
         self.channels: int = track["channels"]
         self.sample_rate: int = track["sample_rate"]
-        self._dtype = "<f4" if track["format"] == "f32le" else "<i2"
-        self._frame_bytes = SAMPLE_FORMATS[track["format"]] * self.channels
+        self._format: str = track["format"]
+        if self._format not in pcm.SAMPLE_DTYPES:
+            raise PlayerError("unsupported_format", f"server sends {self._format!r} PCM")
         self.buffer_frames = max(1, round(buffer_s * self.sample_rate))
         self._seeking = 0  # seeks sent and not yet answered: PCM until then is stale
         self.position = 0
@@ -68,11 +70,11 @@ class Player:
 
     async def grant(self, frames: int) -> None:
         if frames > 0:
-            await self._ws.send_message(json.dumps({"type": "credit", "frames": frames}))
+            await self._ws.send_message(encode(Credit(frames=frames)))
 
     async def seek(self, frame: int) -> None:
         """Continue from ``frame``; blocks already on the way are discarded (and re-granted)."""
-        await self._ws.send_message(json.dumps({"type": "seek", "frame": frame}))
+        await self._ws.send_message(encode(Seek(frame=frame)))
         self._seeking += 1
         self.ended = False
 
@@ -96,12 +98,13 @@ class Player:
             self._handle(json.loads(message))
 
     def _decode(self, payload: bytes) -> np.ndarray:
-        if len(payload) % self._frame_bytes:
-            raise PlayerError("misaligned_audio", f"server sent {len(payload)} bytes of PCM")
-        data = np.frombuffer(payload, dtype=self._dtype)
-        if self._dtype == "<i2":
-            data = data.astype(np.float32) / np.float32(32768.0)
-        return data.astype(np.float32, copy=False).reshape(-1, self.channels)
+        try:
+            block, _ = pcm.decode(payload, self._format, self.channels)
+        except ValueError:
+            raise PlayerError(
+                "misaligned_audio", f"server sent {len(payload)} bytes of PCM"
+            ) from None
+        return block
 
     def _handle(self, message: Message) -> None:
         kind = message.get("type")
@@ -127,7 +130,7 @@ class Player:
     async def end(self) -> Message | None:
         """Tell the server playback is over; the session's summary (None if the connection
         closed first)."""
-        await self._ws.send_message(json.dumps({"type": "end"}))
+        await self._ws.send_message(encode(End()))
         try:
             with trio.fail_after(REPLY_TIMEOUT_S):
                 while self.summary is None:
@@ -166,6 +169,10 @@ async def open_player(
     """Connect, start ``pipeline`` on ``track`` (its path in the server's library) and yield
     the ``Player`` once the server's ``track`` message is in; the session is ended on exit."""
     try:
+        start = Start(pipeline=pipeline, track=track, format=sample_format)
+    except (ValueError, TypeError) as exc:  # the server's answer, without asking it
+        raise PlayerError("bad_message", f"invalid 'start' message: {exc}") from None
+    try:
         async with open_websocket_url(url, max_message_size=64 << 20) as ws:
             hello = await _reply(ws, "hello")
             if hello["protocol"] != PROTOCOL_VERSION:
@@ -173,8 +180,7 @@ async def open_player(
                     "protocol_mismatch",
                     f"server speaks protocol v{hello['protocol']}, not v{PROTOCOL_VERSION}",
                 )
-            start = {"type": "start", "pipeline": pipeline, "track": track, "format": sample_format}
-            await ws.send_message(json.dumps(start))
+            await ws.send_message(encode(start))
             await _reply(ws, "started")
             player = Player(ws, await _reply(ws, "track"), buffer_s)
             if start_frame:

@@ -33,9 +33,22 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from ..engine import pcm
 from ..engine.files import BLOCK_FRAMES, AudioFile
+from ..engine.pcm import to_s16le as to_s16le  # public as legato.client.to_s16le
 from ..errors import LegatoError, raise_single
-from ..protocol.messages import PROTOCOL_VERSION, SAMPLE_FORMATS, CloseCode, ErrorCode
+from ..protocol.messages import (
+    PROTOCOL_VERSION,
+    SAMPLE_FORMATS,
+    CloseCode,
+    End,
+    ErrorCode,
+    Ping,
+    Resume,
+    Start,
+    StatsRequest,
+    encode,
+)
 
 log = logging.getLogger("legato.client")
 
@@ -87,7 +100,7 @@ class Session:
     def __init__(
         self,
         url: str,
-        start: Message,
+        start: Start,
         *,
         reconnect: bool,
         max_backoff_s: float,
@@ -100,13 +113,15 @@ class Session:
         self.errors: list[Message] = []
         self.resumes: list[Message] = []
         self.session_id = ""
+        if start.sample_rate is None or start.channels is None:
+            raise ValueError("a live session's start needs sample_rate and channels")
         self._start = start
-        self._channels: int = start["channels"]
-        self._format: str = start["format"]
+        self._channels: int = start.channels
+        self._format: str = start.format
         self._frame_bytes = SAMPLE_FORMATS[self._format] * self._channels
         self._reconnect = reconnect
         self._max_backoff_s = max_backoff_s
-        self._resend_limit = int(resend_buffer_s * start["sample_rate"])
+        self._resend_limit = int(resend_buffer_s * start.sample_rate)
         self._token = ""
         self._events: deque[Message] = deque()
         self._last_seq = 0
@@ -175,7 +190,7 @@ class Session:
                 ws = self._ws
                 if ws is not None and self._stats_pending:
                     with suppress(ConnectionClosed):
-                        await self._write(ws, '{"type":"stats"}')
+                        await self._write(ws, encode(StatsRequest()))
                 await self._wait(lambda: self._stats_reply is not None or self.summary is not None)
             finally:
                 self._stats_pending = False
@@ -210,8 +225,7 @@ class Session:
                 + (" or (n,)" if self._channels == 1 else "")
                 + f", got {data.shape}"
             )
-        pcm = to_s16le(data) if self._format == "s16le" else data.astype("<f4")
-        raw = np.ascontiguousarray(pcm).tobytes()
+        raw = pcm.encode(data, self._format)
         limit = int(self.hello["limits"]["max_message_bytes"])
         step = max(1, limit // self._frame_bytes) * self._frame_bytes
         return [raw[i : i + step] for i in range(0, len(raw), step)]
@@ -251,7 +265,7 @@ class Session:
                     await self._write(ws, payload)
                     self._wire += len(payload) // self._frame_bytes
                 if self._end_requested and self._end_sent_on is not ws:
-                    await self._write(ws, '{"type":"end"}')
+                    await self._write(ws, encode(End()))
                     self._end_sent_on = ws
 
     async def _write(self, ws: WebSocketConnection, message: str | bytes) -> None:
@@ -348,7 +362,7 @@ class Session:
         self.hello, self.session_id, self._token = hello, hello["session_id"], hello["resume_token"]
         self._tokens = max(1.0, float(hello["limits"]["max_frames_per_second"]) / 2)
         self._tokens_at = trio.current_time()
-        await self._write(ws, json.dumps({"type": "start", **self._start}))
+        await self._write(ws, encode(self._start))
         reply = await self._receive(ws)
         if reply.get("type") == "error":
             raise ClientError(reply["code"], reply["message"])
@@ -358,13 +372,8 @@ class Session:
 
     async def _resume(self, ws: WebSocketConnection) -> None:
         await self._hello(ws, first=False)
-        resume = {
-            "type": "resume",
-            "session_id": self.session_id,
-            "token": self._token,
-            "last_seq": self._last_seq,
-        }
-        await self._write(ws, json.dumps(resume))
+        resume = Resume(session_id=self.session_id, token=self._token, last_seq=self._last_seq)
+        await self._write(ws, encode(resume))
         reply = await self._receive(ws)
         if reply.get("type") == "error":
             if reply["code"] == ErrorCode.RESUME_FAILED:
@@ -434,7 +443,7 @@ class Session:
         await self._write_pending()
         if self._stats_pending:
             with suppress(ConnectionClosed):
-                await self._write(ws, '{"type":"stats"}')
+                await self._write(ws, encode(StatsRequest()))
 
     async def _keepalive(self, ws: WebSocketConnection) -> None:
         """Ping when nothing else was written for a while, so idle_timeout_s never fires."""
@@ -443,7 +452,7 @@ class Session:
             while True:
                 await trio.sleep_until(self._last_write + interval)
                 if trio.current_time() >= self._last_write + interval:
-                    await self._write(ws, '{"type":"ping"}')
+                    await self._write(ws, encode(Ping()))
 
     async def _read(self, ws: WebSocketConnection) -> CloseReason | None:
         while True:
@@ -544,14 +553,18 @@ async def connect(
         raise ClientError(CONNECTION_FAILED, f"{url!r} is not a ws:// or wss:// URL")
     if format not in SAMPLE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(SAMPLE_FORMATS)}, got {format!r}")
-    start: Message = {
-        "pipeline": pipeline,
-        "sample_rate": sample_rate,
-        "format": format,
-        "channels": channels,
-    }
-    options = {"user": user, "piece": piece, "target_tempo": target_tempo}
-    start.update({k: v for k, v in options.items() if v is not None})
+    try:
+        start = Start(
+            pipeline=pipeline,
+            sample_rate=sample_rate,
+            format=format,
+            channels=channels,
+            user=user,
+            piece=piece,
+            target_tempo=target_tempo,
+        )
+    except (ValueError, TypeError) as exc:  # the server's answer, without asking it
+        raise ClientError(ErrorCode.BAD_MESSAGE, f"invalid 'start' message: {exc}") from None
     session = Session(
         url,
         start,
@@ -582,14 +595,6 @@ def _describe(exc: BaseException) -> str:
                 return f"{cause}: {reasons.pop()}"
         return cause.strerror or str(cause)
     return str(cause) or type(cause).__name__
-
-
-def to_s16le(data: np.ndarray) -> np.ndarray:
-    """Float audio as little-endian int16: ``round(x * 32768)`` clipped to [-32768, 32767],
-    i.e. [-1, 32767/32768]. The server decodes ``/ 32768``, so a value k/32768 (as read from a
-    16-bit file) arrives exactly. Non-finite samples become 0, as the server does for f32le."""
-    finite = np.where(np.isfinite(data), data, 0.0).astype(np.float64)
-    return np.clip(np.rint(finite * 32768.0), -32768, 32767).astype("<i2")
 
 
 # ---- files (`legato stream`) ---------------------------------------------------------------

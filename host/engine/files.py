@@ -1,8 +1,13 @@
-"""Reading audio files for offline runs: any format libsndfile reads (WAV, FLAC, OGG, ...),
-streamed in float32 blocks so long files never sit in memory whole."""
+"""Audio files in and out. Reading: any format libsndfile reads (WAV, FLAC, OGG, ...), streamed
+in float32 blocks so long files never sit in memory whole. Writing (`legato master`, `legato
+play`): the format chosen by the file's extension, into a temporary file that replaces the
+target only once it is complete."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +73,76 @@ class AudioFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+FORMATS: dict[str, tuple[str, str]] = {
+    "wav": ("WAV", "FLOAT"),
+    "wave": ("WAV", "FLOAT"),
+    "w64": ("W64", "FLOAT"),
+    "rf64": ("RF64", "FLOAT"),
+    "aif": ("AIFF", "FLOAT"),
+    "aiff": ("AIFF", "FLOAT"),
+    "caf": ("CAF", "FLOAT"),
+    "flac": ("FLAC", "PCM_24"),
+    "ogg": ("OGG", "VORBIS"),
+    "oga": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+"""Container and sample format by OUTPUT's extension. Float where the container has it, so the
+limiter's output is stored exactly (no requantisation that could move the true peak); FLAC has
+no float samples, and 24-bit PCM keeps the noise floor ~144 dB down; lossy formats (Vorbis,
+Opus, MP3) can raise the true peak above the ceiling, which the reported output peak shows."""
+
+
+def output_format(path: Path) -> tuple[str, str]:
+    """The (format, subtype) soundfile writes ``path`` with, by its extension."""
+    ext = path.suffix.lower().lstrip(".")
+    chosen = FORMATS.get(ext)
+    if chosen is None or chosen[0] not in sf.available_formats():
+        names = ", ".join(e for e, (f, _) in FORMATS.items() if f in sf.available_formats())
+        raise LegatoError(f"{path}: unknown output extension {path.suffix!r} (use one of {names})")
+    if chosen[1] not in sf.available_subtypes(chosen[0]):
+        raise LegatoError(f"{path}: this libsndfile cannot write {chosen[1]} {chosen[0]} files")
+    return chosen
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write to; it replaces ``path`` when the block ends
+    without an error and is removed otherwise, so ``path`` is never left half-written. OS and
+    libsndfile errors become LegatoError naming ``path``."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
+    except OSError as exc:
+        raise LegatoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    temp = Path(name)
+    try:
+        yield temp
+        os.replace(temp, path)
+    except (OSError, sf.LibsndfileError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise LegatoError(f"{path}: cannot write: {reason}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def open_sink(temp: Path, path: Path, sample_rate: int, channels: int) -> sf.SoundFile:
+    """``temp`` opened for writing audio in the format ``path``'s extension names."""
+    fmt_name, subtype = output_format(path)
+    try:
+        return sf.SoundFile(
+            str(temp),
+            "w",
+            samplerate=sample_rate,
+            channels=channels,
+            format=fmt_name,
+            subtype=subtype,
+        )
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise LegatoError(f"{path}: cannot write: {exc}") from None

@@ -24,7 +24,7 @@ import math
 import os
 import stat
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -32,17 +32,15 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from legato.plugins.fingerprint25d import (
-    ALGORITHM_VERSION,
-    DEFAULT_MAX_SECONDS,
-    Fingerprint,
-    fingerprint_file,
-)
-
 from ..config.settings import FINGERPRINT_TIMEOUT_S
 from ..engine.files import AudioFile
+from ..engine.graph import downmix
+from ..engine.stages import make_stage
 from ..errors import LegatoError, raise_single
+from ..registry import installed
+from ..stage import Fingerprinter, StageType
 from ..storage import FingerprintRecord, Storage, StorageError
+from .fingerprinter import find_fingerprinter
 from .sidecar import SidecarInvalid, read_sidecar, write_sidecar
 
 log = logging.getLogger("legato.fingerprints")
@@ -51,6 +49,28 @@ Tier = Literal["database", "sidecar", "generated", "fallback"]
 TIERS: tuple[Tier, ...] = ("database", "sidecar", "generated", "fallback")
 
 DEFAULT_TIMEOUT_S = FINGERPRINT_TIMEOUT_S
+FILE_BLOCK_FRAMES = 65536
+"""Frames decoded per read while fingerprinting: per-block costs vanish next to decoding."""
+
+
+@attrs.frozen
+class Fingerprint:
+    """A track's fingerprint: ``values`` named by ``names``, from algorithm ``version`` of the
+    fingerprinter that made it, whose ``measures`` (measure -> dimension) it keeps."""
+
+    values: tuple[float, ...] = attrs.field(converter=tuple)
+    names: tuple[str, ...] = attrs.field(converter=tuple)
+    version: int
+    measures: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[self.names.index(name)]
+
+    def measured(self) -> dict[str, float]:
+        """The shared measures (``legato.stage.MEASURES``) this fingerprint holds, finite
+        ones only."""
+        values = {m: self[d] for m, d in self.measures.items() if d in self.names}
+        return {m: v for m, v in values.items() if math.isfinite(v)}
 
 
 @attrs.frozen
@@ -74,22 +94,39 @@ def identify(path: str | Path) -> TrackFile:
     return TrackFile(resolved, info.st_size, info.st_mtime_ns)
 
 
-def generate(path: str | Path, max_seconds: float = DEFAULT_MAX_SECONDS) -> FingerprintRecord:
-    """Fingerprint the file (blocking: a worker thread or process). LegatoError when it cannot
-    be read or changed while it was being read, since the result then describes neither
-    version of it."""
+def generate(path: str | Path, stage_type: StageType | None = None) -> FingerprintRecord:
+    """Fingerprint the file with ``stage_type`` (None: the installed default) through the
+    stage itself, reading no further than its window (blocking: a worker thread or process).
+    LegatoError when it cannot be read or changed while it was being read, since the result
+    then describes neither version of it."""
+    stage_type = stage_type or find_fingerprinter(installed())
+    spec = stage_type.fingerprinter
+    assert spec is not None
     before = identify(path)
     with AudioFile(path) as audio:
         fmt, frames = audio.format, audio.frames
-    fingerprint = fingerprint_file(path, max_seconds)
+        stage = make_stage(stage_type, fmt)
+        left = None if spec.window_s is None else round(spec.window_s * fmt.sample_rate)
+        for block in audio.blocks(FILE_BLOCK_FRAMES):
+            stage.process(block if stage_type.input == "multichannel" else downmix(block))
+            if left is not None:
+                left -= len(block)
+                if left <= 0:
+                    break
+        found = [e for e in stage.finish() if e["kind"] == "fingerprint"]
+    if len(found) != 1 or len(found[0].get("values", ())) != len(spec.names):
+        raise LegatoError(
+            f"{path}: stage {stage_type.name!r} did not report one fingerprint of"
+            f" {len(spec.names)} values"
+        )
     if identify(path) != before:
         raise LegatoError(f"{path}: the file changed while it was being fingerprinted")
     return FingerprintRecord(
         path=str(before.path),
         size=before.size,
         mtime_ns=before.mtime_ns,
-        version=fingerprint.version,
-        values=fingerprint.values,
+        version=spec.version,
+        values=tuple(float(v) for v in found[0]["values"]),
         duration_s=frames / fmt.sample_rate,
         sample_rate=fmt.sample_rate,
         channels=fmt.channels,
@@ -124,7 +161,9 @@ class FingerprintCache:
     how long it waits for the database (a hung one is skipped like an unreachable one);
     ``limiter`` bounds how many generations run at once (default one, so fingerprinting never
     takes more than one core from live sessions); ``sidecars`` False skips the sidecar tier
-    (neither read nor written).
+    (neither read nor written). ``fingerprinter`` is the stage type that fingerprints (itself,
+    its name in the installed registry, or None: found there, see ``find_fingerprinter``);
+    when there is none, every lookup answers from the fallback tier saying why.
     """
 
     def __init__(
@@ -134,8 +173,8 @@ class FingerprintCache:
         limiter: trio.CapacityLimiter | None = None,
         *,
         sidecars: bool = True,
-        max_seconds: float = DEFAULT_MAX_SECONDS,
         database_timeout_s: float = DEFAULT_TIMEOUT_S,
+        fingerprinter: StageType | str | None = None,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -143,7 +182,17 @@ class FingerprintCache:
         self.timeout_s = timeout_s
         self.limiter = limiter if limiter is not None else trio.CapacityLimiter(1)
         self.sidecars = sidecars
-        self.max_seconds = max_seconds
+        self.fingerprinter: StageType | None = None
+        self.problem: str | None = None
+        """Why there is no fingerprinter (every lookup then falls back)."""
+        if fingerprinter is None or isinstance(fingerprinter, str):
+            try:
+                self.fingerprinter = find_fingerprinter(installed(), fingerprinter)
+            except LegatoError as exc:
+                self.problem = str(exc)
+                log.warning("fingerprints: %s; playback uses the fallback mastering", exc)
+        else:
+            self.fingerprinter = fingerprinter
         self.database_timeout_s = database_timeout_s
         self.counts: Counter[str] = Counter(dict.fromkeys((*TIERS, "invalid"), 0))
         """Answers per tier, and ``invalid``: stale or corrupt entries found (and replaced)."""
@@ -171,6 +220,11 @@ class FingerprintCache:
     def generating(self) -> int:
         return len(self._running)
 
+    @property
+    def _spec(self) -> Fingerprinter:
+        assert self.fingerprinter is not None and self.fingerprinter.fingerprinter is not None
+        return self.fingerprinter.fingerprinter
+
     # ---- the tiers -------------------------------------------------------------------------
 
     async def identify(self, path: str | Path) -> TrackFile:
@@ -187,7 +241,7 @@ class FingerprintCache:
         try:
             with trio.move_on_after(self.database_timeout_s) as waited:
                 record = await self.storage.get_fingerprint(
-                    str(track.path), track.size, track.mtime_ns, ALGORITHM_VERSION
+                    str(track.path), track.size, track.mtime_ns, self._spec.version
                 )
         except StorageError as exc:
             return None, f"database: {exc}"
@@ -207,7 +261,7 @@ class FingerprintCache:
             return None, "sidecar: disabled"
         try:
             record = await trio.to_thread.run_sync(
-                read_sidecar, track.path, track.size, track.mtime_ns
+                read_sidecar, track.path, track.size, track.mtime_ns, self._spec
             )
         except SidecarInvalid as exc:
             self.counts["invalid"] += 1
@@ -224,7 +278,7 @@ class FingerprintCache:
         notes: list[str] = []
         if sidecar and self.sidecars:
             try:
-                await trio.to_thread.run_sync(write_sidecar, Path(record.path), record)
+                await trio.to_thread.run_sync(write_sidecar, Path(record.path), record, self._spec)
             except OSError as exc:
                 notes.append(f"sidecar not written ({exc.strerror or exc})")
         if database and self.storage is not None:
@@ -246,6 +300,8 @@ class FingerprintCache:
         """The fingerprint of the audio file at ``path`` from the first tier that has a valid
         one; the fallback tier (no fingerprint) when none has and generation fails or takes
         longer than ``timeout_s``. Never raises for a bad file or an unavailable database."""
+        if self.problem is not None:
+            return self._answer(None, "fallback", [self.problem])
         try:
             track = await self.identify(path)
         except LegatoError as exc:
@@ -288,7 +344,11 @@ class FingerprintCache:
     async def _generate(self, track: TrackFile, generation: _Generation) -> None:
         try:
             record = await trio.to_thread.run_sync(
-                generate, track.path, self.max_seconds, limiter=self.limiter, abandon_on_cancel=True
+                generate,
+                track.path,
+                self.fingerprinter,
+                limiter=self.limiter,
+                abandon_on_cancel=True,
             )
             generation.notes += await self.store(record)
             generation.record = record
@@ -305,20 +365,21 @@ class FingerprintCache:
         self, record: FingerprintRecord | None, tier: Tier, reasons: list[str]
     ) -> FingerprintResult:
         self.counts[tier] += 1
-        fingerprint = None if record is None else Fingerprint(record.values, record.version)
+        fingerprint = None
+        if record is not None:
+            spec = self._spec
+            fingerprint = Fingerprint(record.values, spec.names, record.version, spec.measures)
         return FingerprintResult(fingerprint, tier, "; ".join(reasons))
 
 
-def track_measurements(result: FingerprintResult) -> dict[str, float]:
-    """The measurements a mastering stage plans from, from a track's fingerprint
-    (``integrated_lufs``, ``crest_db``; none for the fallback tier). Each stage takes those it
-    accepts (``legato.params.with_values``): a silent track's loudness, say, is refused by
-    lwrp_master's range and the stage plans from what is left."""
-    fp = result.fingerprint
-    if fp is None:
+def track_measurements(stage_type: StageType, measured: Mapping[str, float]) -> dict[str, float]:
+    """The params ``stage_type`` plans from, as its ``TrackPlan`` maps them to a track's
+    ``measured`` values (``Fingerprint.measured``); none for a stage that plans from nothing.
+    The stage's params then take those they accept (``legato.config.with_values``)."""
+    plan = stage_type.track_plan
+    if plan is None:
         return {}
-    values = {"integrated_lufs": fp["loudness_lufs"], "crest_db": fp["crest_db"]}
-    return {k: v for k, v in values.items() if math.isfinite(v)}
+    return {p: measured[m] for p, m in plan.measurements.items() if m in measured}
 
 
 @asynccontextmanager

@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from legato.plugins.fingerprint25d import ALGORITHM_VERSION, Fingerprint
-
+from ..stage import Fingerprinter
 from ..storage import FingerprintRecord
+from .fingerprinter import default_spec
 
 SUFFIX: Final = ".25d"
 FORMAT: Final = "legato-25d"
@@ -41,8 +41,10 @@ def sidecar_path(audio: Path) -> Path:
     return audio.with_name(audio.name + SUFFIX)
 
 
-def encode(record: FingerprintRecord) -> bytes:
-    """The sidecar's bytes: one JSON object on one line."""
+def encode(record: FingerprintRecord, spec: Fingerprinter | None = None) -> bytes:
+    """The sidecar's bytes: one JSON object on one line; the values are named by ``spec``'s
+    names (the fingerprinter that made them; None: the installed default)."""
+    spec = spec or default_spec()
     data = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -51,7 +53,9 @@ def encode(record: FingerprintRecord) -> bytes:
         "duration_s": record.duration_s,
         "sample_rate": record.sample_rate,
         "channels": record.channels,
-        **Fingerprint(record.values, record.version).as_dict(),
+        "version": record.version,
+        "names": list(spec.names),
+        "values": list(record.values),
     }
     return (json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n").encode()
 
@@ -63,9 +67,13 @@ def _whole(data: dict[str, Any], key: str, low: int) -> int:
     return value
 
 
-def decode(raw: bytes, audio: Path, size: int, mtime_ns: int) -> FingerprintRecord:
+def decode(
+    raw: bytes, audio: Path, size: int, mtime_ns: int, spec: Fingerprinter | None = None
+) -> FingerprintRecord:
     """The record in a sidecar's bytes if it describes the audio file of this size and mtime
-    with the current algorithm; ``SidecarInvalid`` otherwise."""
+    with the current version of the fingerprinter ``spec`` declares (None: the installed
+    default); ``SidecarInvalid`` otherwise."""
+    spec = spec or default_spec()
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -76,10 +84,9 @@ def decode(raw: bytes, audio: Path, size: int, mtime_ns: int) -> FingerprintReco
         raise SidecarInvalid(
             f"format_version {data.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
-    if data.get("version") != ALGORITHM_VERSION:
-        raise SidecarInvalid(
-            f"algorithm version {data.get('version')!r}, current {ALGORITHM_VERSION}"
-        )
+    version = data.get("version")
+    if version != spec.version or isinstance(version, bool):
+        raise SidecarInvalid(f"algorithm version {version!r}, current {spec.version}")
     if _whole(data, "size", 0) != size or _whole(data, "mtime_ns", 0) != mtime_ns:
         raise SidecarInvalid("stale: the audio file's size or mtime changed since it was written")
     duration_s = data.get("duration_s")
@@ -95,23 +102,28 @@ def decode(raw: bytes, audio: Path, size: int, mtime_ns: int) -> FingerprintReco
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
     ):
         raise SidecarInvalid("values must be a list of numbers")
-    try:
-        fingerprint = Fingerprint.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise SidecarInvalid(str(exc)) from None
+    names = data.get("names")
+    if names is not None and (not isinstance(names, list) or tuple(names) != spec.names):
+        raise SidecarInvalid("fingerprint names do not match this algorithm version")
+    if len(values) != len(spec.names):
+        raise SidecarInvalid(f"a fingerprint has {len(spec.names)} values, got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise SidecarInvalid("fingerprint values must be finite")
     return FingerprintRecord(
         path=str(audio),
         size=size,
         mtime_ns=mtime_ns,
-        version=fingerprint.version,
-        values=fingerprint.values,
+        version=spec.version,
+        values=tuple(float(v) for v in values),
         duration_s=float(duration_s),
         sample_rate=_whole(data, "sample_rate", 1),
         channels=_whole(data, "channels", 1),
     )
 
 
-def read_sidecar(audio: Path, size: int, mtime_ns: int) -> FingerprintRecord | None:
+def read_sidecar(
+    audio: Path, size: int, mtime_ns: int, spec: Fingerprinter | None = None
+) -> FingerprintRecord | None:
     """The sidecar's record (see ``decode``), or None when the audio file has no sidecar."""
     try:
         with sidecar_path(audio).open("rb") as stream:
@@ -122,14 +134,16 @@ def read_sidecar(audio: Path, size: int, mtime_ns: int) -> FingerprintRecord | N
         raise SidecarInvalid(f"unreadable ({exc.strerror or exc})") from None
     if len(raw) > MAX_BYTES:
         raise SidecarInvalid(f"larger than {MAX_BYTES} bytes")
-    return decode(raw, audio, size, mtime_ns)
+    return decode(raw, audio, size, mtime_ns, spec)
 
 
-def write_sidecar(audio: Path, record: FingerprintRecord) -> Path:
+def write_sidecar(
+    audio: Path, record: FingerprintRecord, spec: Fingerprinter | None = None
+) -> Path:
     """Write (or replace) the audio file's sidecar atomically and durably; it gets the audio's
     read/write permission bits. Raises OSError (e.g. a read-only folder)."""
     target = sidecar_path(audio)
-    data = encode(record)
+    data = encode(record, spec)
     mode = stat.S_IMODE(os.stat(audio).st_mode) & 0o666
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

@@ -372,7 +372,7 @@ class Track:
     format: str
     fingerprint_tier: str
     fingerprint_reason: str
-    lwrp_class: str | None  # sent as "class"
+    plan_class: str | None  # sent as "class": the treatment the output stage chose
     mastering: dict[str, Any] | None
     before: Measures
     expected_after: Measures
@@ -520,14 +520,26 @@ def decode_audio_json(message: Audio) -> bytes:
 _plain = cattrs.Converter()
 _plain.register_unstructure_hook(
     Track,
-    make_dict_unstructure_fn(Track, _plain, lwrp_class=override(rename="class")),
+    make_dict_unstructure_fn(Track, _plain, plan_class=override(rename="class")),
 )
 
 
+_CLIENT_TYPES: dict[type, str] = {cls: kind for kind, cls in CLIENT_MESSAGES.items()}
+
+
 def encode(message: Any) -> str:
-    """One server message as a JSON text frame."""
-    body = _plain.unstructure(message)
-    return json.dumps({"type": SERVER_MESSAGES[type(message)], **body}, allow_nan=False)
+    """One message as a JSON text frame: a server message (in ``SERVER_MESSAGES``) or a
+    client message (in ``CLIENT_MESSAGES``). A client message leaves out its fields that are
+    None: ``parse_client_message`` reads an absent field as its default, which for every such
+    field is None, so the server parses the frame back to an equal message."""
+    kind = SERVER_MESSAGES.get(type(message))
+    if kind is not None:
+        body = _plain.unstructure(message)
+    elif (kind := _CLIENT_TYPES.get(type(message))) is not None:
+        body = {k: v for k, v in _plain.unstructure(message).items() if v is not None}
+    else:
+        raise TypeError(f"{type(message).__name__} is not a protocol message")
+    return json.dumps({"type": kind, **body}, allow_nan=False)
 
 
 def encode_event(seq: int, event: dict[str, Any]) -> str:

@@ -1,12 +1,17 @@
-"""The practice summary of a session, accumulated from its events as they stream by (constant
-memory): pitch accuracy, timing consistency, dynamics range and counts."""
+"""Practice scoring: the summary of a session accumulated from its events as they stream by
+(constant memory: pitch accuracy, timing consistency, dynamics range and counts), the scores
+derived from it and the stored result they make."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 from typing import Any
 
+from .. import __version__
 from ..stage import Event
+from ..storage import ResultRecord
 
 IN_TUNE_CENTS = 20.0
 """A voiced frame within this many cents of an equal-tempered note counts as in tune."""
@@ -79,3 +84,71 @@ class PracticeSummary:
             "counts": {"voiced_frames": self.voiced, "notes": self.counts.get("onset", 0)}
             | {f"{k}_events": v for k, v in sorted(self.counts.items())},
         }
+
+
+def scores(practice: dict[str, Any]) -> dict[str, float | None]:
+    """The result's scores from a practice summary, each in 0..1 (higher is better):
+
+    - ``tempo_stability``: with a target tempo, 1 - |tempo deviation| / target (the played
+      tempo is 60 / mean inter-onset interval), floored at 0; without one, the steadiness of
+      the player's own tempo, 1 - coefficient of variation of the inter-onset intervals
+      (then equal to ``timing_consistency``).
+    - ``overall_score``: the mean of pitch accuracy, timing consistency and, when a target
+      tempo was given, tempo stability, over those that could be judged; None if none could.
+      Dynamics range is reported but not scored: a wider range is not better in itself.
+    """
+    deviation = practice.get("tempo_deviation_pct")
+    cv = practice.get("ioi_cv")
+    if deviation is not None:
+        tempo_stability: float | None = max(0.0, 1.0 - abs(deviation) / 100.0)
+    elif cv is not None:
+        tempo_stability = max(0.0, 1.0 - cv)
+    else:
+        tempo_stability = None
+    parts = [practice.get("pitch_accuracy"), practice.get("timing_consistency")]
+    if deviation is not None:
+        parts.append(tempo_stability)
+    judged = [p for p in parts if p is not None]
+    return {
+        "tempo_stability": tempo_stability,
+        "overall_score": sum(judged) / len(judged) if judged else None,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def result_record(
+    session_id: str, summary: dict[str, Any], processing_time_ms: float
+) -> ResultRecord:
+    """The analysis result of a session from its summary (``practice`` and ``stages``)."""
+    practice: dict[str, Any] = summary.get("practice", {})
+    counts: dict[str, int] = practice.get("counts", {})
+    scored = scores(practice)
+    return ResultRecord(
+        session_id=session_id,
+        pitch_accuracy=_finite(practice.get("pitch_accuracy")),
+        timing_consistency=_finite(practice.get("timing_consistency")),
+        tempo_stability=_finite(scored["tempo_stability"]),
+        dynamics_range_db=_finite(practice.get("dynamics_range_db")),
+        overall_score=_finite(scored["overall_score"]),
+        notes=int(counts.get("notes", 0)),
+        voiced_frames=int(counts.get("voiced_frames", 0)),
+        counts=json.dumps(counts, separators=(",", ":")),
+        feedback=json.dumps(
+            _finite({"practice": practice, "stages": summary.get("stages", {})}),
+            allow_nan=False,
+            separators=(",", ":"),
+        ),
+        engine_version=__version__,
+        processing_time_ms=processing_time_ms,
+        created_at=dt.datetime.now(dt.UTC),
+    )

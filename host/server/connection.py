@@ -14,13 +14,18 @@ import logging
 import secrets
 import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .. import __version__
+from ..config.pipelines import Config
+from ..config.settings import ServerSettings
 from ..errors import LegatoError
+from ..library.fingerprints import FingerprintCache
+from ..library.tracks import Library
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     SAMPLE_FORMATS,
@@ -45,11 +50,10 @@ from ..protocol.messages import (
     encode_analysis,
     parse_client_message,
 )
+from ..records.recorder import Recorder
+from .history import HistoryQueries
 from .playback import PlaybackSession, open_playback
 from .session import Session, error_message, open_live
-
-if TYPE_CHECKING:
-    from .server import Server
 
 log = logging.getLogger("legato.server")
 
@@ -57,10 +61,33 @@ BATCH_EVENTS = 1024
 """Most events in one ``analysis`` message; a backlog goes out in several."""
 
 
+class Host(Protocol):
+    """What a connection needs of the server that accepted it (``Server``)."""
+
+    config: Config
+    settings: ServerSettings
+    recorder: Recorder | None
+    library: Library | None
+    fingerprints: FingerprintCache | None
+    history: HistoryQueries
+    shutting_down: bool
+
+    @property
+    def sessions(self) -> Mapping[str, Session]: ...
+
+    def full(self) -> bool: ...
+
+    def add(self, session: Session) -> None: ...
+
+    def forget(self, session: Session) -> None: ...
+
+    def detached(self, session: Session, detached_at: float) -> None: ...
+
+
 class Connection:
     """``run`` serves one accepted WebSocket for ``server`` until it closes."""
 
-    def __init__(self, server: Server, ws: WebSocketConnection) -> None:
+    def __init__(self, server: Host, ws: WebSocketConnection) -> None:
         self.server = server
         self.settings = server.settings
         self.ws = ws

@@ -15,6 +15,7 @@ in ``analysis`` messages with ``sample`` counted from the track's start.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -24,6 +25,7 @@ import trio
 from ..config.params import with_values
 from ..config.pipelines import Pipeline
 from ..config.settings import ServerSettings
+from ..engine import pcm
 from ..engine.files import BLOCK_FRAMES, AudioFile
 from ..engine.graph import Graph
 from ..errors import LegatoError
@@ -42,7 +44,7 @@ from ..protocol.messages import (
     TrackEnd,
     encode,
 )
-from ..stage import Event
+from ..stage import MEASURES, Event
 from .session import Session
 
 CHUNK_FRAMES = 4096
@@ -58,23 +60,15 @@ the target then differs from the uninterrupted rendering by at most 6e-7 (-124 d
 pre-roll makes it bit-identical but costs more per seek."""
 
 
-def with_track_measurements(pipeline: Pipeline, measurements: dict[str, float]) -> Pipeline:
-    """The pipeline with the track's measurements (``integrated_lufs``, ``crest_db`` from its
-    fingerprint) filled into every stage whose params take them, accept them, and leave them
-    unset in the config: the mastering stage plans from the track it is about to hear."""
+def with_track_measurements(pipeline: Pipeline, measurements: Mapping[str, float]) -> Pipeline:
+    """The pipeline with the track's measurements (param -> value) filled into every stage
+    whose params take them, accept them, and leave them unset in the config: the mastering
+    stage plans from the track it is about to hear."""
     stages = tuple(
         attrs.evolve(stage, params=with_values(stage.type, stage.params, measurements))
         for stage in pipeline.stages
     )
     return attrs.evolve(pipeline, stages=stages)
-
-
-def pcm_bytes(audio: np.ndarray, sample_format: str) -> bytes:
-    """Interleaved little-endian PCM of float32 frames."""
-    if sample_format == "s16le":
-        scaled = np.clip(np.rint(audio * 32768.0), -32768.0, 32767.0)
-        return scaled.astype("<i2").tobytes()
-    return audio.astype("<f4", copy=False).tobytes()
 
 
 class PlaybackSession(Session):
@@ -93,8 +87,9 @@ class PlaybackSession(Session):
         audio: AudioFile,
         fingerprint: FingerprintResult,
     ) -> None:
-        measurements = track_measurements(fingerprint)
-        pipeline = with_track_measurements(pipeline, measurements)
+        measured = {} if fingerprint.fingerprint is None else fingerprint.fingerprint.measured()
+        planner = next(s.type for s in pipeline.stages if s.id == pipeline.output)
+        pipeline = with_track_measurements(pipeline, track_measurements(planner, measured))
         super().__init__(start, pipeline, settings, *ids)
         self.audio = audio
         self.frames = audio.frames
@@ -103,7 +98,8 @@ class PlaybackSession(Session):
         self.frames_sent = 0
         self.seeks = 0
         self._fingerprint = fingerprint
-        self._measurements = measurements
+        self._measured = measured
+        self._plan_spec = planner.track_plan
         self._pcm: deque[np.ndarray] = deque()
         self._buffered = 0
         self._discard = 0  # rendered frames still to drop (a seek's pre-roll)
@@ -115,18 +111,26 @@ class PlaybackSession(Session):
         self._need = trio.Event()
         self._ahead = max(CHUNK_FRAMES, int(AHEAD_S * self.format.sample_rate))
         _, first = self.graph.render(np.zeros((0, self.format.channels), np.float32))
-        self.mastering = next(
-            (e for e in first if e["kind"] == "mastering" and e["stage"] == pipeline.output),
+        self.plan = next(
+            (
+                e
+                for e in first
+                if self._plan_spec is not None
+                and e["kind"] == self._plan_spec.plan
+                and e["stage"] == pipeline.output
+            ),
             None,
         )
+        """The output stage's plan event, as its ``TrackPlan`` declares it (None: no plan)."""
         self._publish(first)
 
     # ---- what the client is told --------------------------------------------------------
 
     def track_message(self) -> Track:
-        fmt, plan = self.format, self.mastering or {}
-        lufs = self._measurements.get("integrated_lufs")
-        crest = self._measurements.get("crest_db")
+        """The ``track`` message: the track, where its fingerprint came from, and the plan of
+        the output stage read through what its ``TrackPlan`` declares."""
+        fmt, plan, spec = self.format, self.plan or {}, self._plan_spec
+        expected = {} if spec is None else spec.expected
         tier, reason = self._fingerprint.tier, self._fingerprint.reason
         return Track(
             track=self.start.track or "",
@@ -137,16 +141,12 @@ class PlaybackSession(Session):
             format=self.start.format,
             fingerprint_tier=tier,
             fingerprint_reason=reason,
-            lwrp_class=plan.get("class"),
+            plan_class=plan.get(spec.class_field) if spec is not None else None,
             mastering={k: v for k, v in plan.items() if k not in ("stage", "kind", "sample", "t")}
             if plan
             else None,
-            before=Measures(integrated_lufs=lufs, crest_db=crest, true_peak_dbtp=None),
-            expected_after=Measures(
-                integrated_lufs=plan.get("expected_integrated_lufs"),
-                crest_db=plan.get("expected_crest_db"),
-                true_peak_dbtp=plan.get("expected_true_peak_dbtp"),
-            ),
+            before=Measures(**{m: self._measured.get(m) for m in MEASURES}),
+            expected_after=Measures(**{m: plan.get(expected.get(m, "")) for m in MEASURES}),
         )
 
     # ---- the client's requests (from the connection's receive loop) ----------------------
@@ -291,7 +291,7 @@ class PlaybackSession(Session):
             self.frames_sent += taken
             self._need.set()
             chunk = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            return pcm_bytes(chunk, self.start.format)
+            return pcm.encode(chunk, self.start.format)
         ended = self._rendered_all and self._seek_to is None
         if ended and not self._buffered and not self._end_sent:
             self._end_sent = True
@@ -317,7 +317,7 @@ class PlaybackSession(Session):
             "samples": self.frames_sent,
             "duration_s": self.frames_sent / self.format.sample_rate,
             "practice": {},
-            "stages": self.practice.stage_summaries,
+            "stages": self.recording.practice.stage_summaries,
         }
 
 

@@ -19,6 +19,7 @@ import trio
 
 from ..config.pipelines import Pipeline
 from ..config.settings import ServerSettings
+from ..engine import pcm
 from ..engine.graph import Graph
 from ..errors import LegatoError
 from ..protocol.messages import (
@@ -33,10 +34,10 @@ from ..protocol.messages import (
     encode,
     encode_event,
 )
-from ..records.practice import PracticeSummary
-from ..records.recorder import Recorder, Tally, result_record, utc
+from ..records.recorder import Recorder
+from ..records.recording import About, Recording
 from ..stage import Event, StreamFormat
-from ..storage import EventRecord, SessionRecord, SessionStatus
+from ..storage import SessionStatus
 
 log = logging.getLogger("legato.session")
 
@@ -144,13 +145,13 @@ class Session:
         self.counters = Counters()
         self.log = EventLog(settings.event_buffer)
         self._sent_seq = 0
-        self.practice = PracticeSummary(start.sample_rate, start.target_tempo)
+        about = About(start.user, start.piece, start.genre, start.target_tempo)
+        self.recording = Recording(recorder, session_id, pipeline.name, "live", self.format, about)
         self.summary: dict[str, Any] | None = None
         self.audio_in, self.audio_out = trio.open_memory_channel[Any](settings.audio_queue)
         self._changed = trio.Event()
         self.finished = trio.Event()
         self.ending = False
-        self.started_at = time.time()
         self._detached_at: float | None = None
         self._connection: trio.CancelScope | None = None
         self.latencies: deque[float] = deque(maxlen=4096)
@@ -160,10 +161,6 @@ class Session:
         self._outbox: list[str] = []  # encoded control messages for the attached connection
         self._summary_delivered = False
         self._noticed_at: dict[str, float] = {}
-        self.recorder = recorder
-        self.tally = Tally()
-        self.processing_s = 0.0  # time spent in the pipeline itself
-        self._end_recorded = False
         self._history_running = False
 
     # ---- input side (called by the connection's receive loop) ---------------------------
@@ -197,21 +194,14 @@ class Session:
             self._drop(ErrorCode.OVERLOADED, "analysis is behind; audio message dropped")
 
     def _decode(self, payload: bytes, sample_format: str) -> np.ndarray:
-        if sample_format == "s16le":
-            ints = np.frombuffer(payload, dtype="<i2")
-            block = (ints.astype(np.float32) / np.float32(32768.0)).reshape(-1, self.start.channels)
-            return block
-        block = np.frombuffer(payload, dtype="<f4").astype(np.float32)
-        bad = ~np.isfinite(block)
-        if bad.any():
-            count = int(bad.sum())
-            self.counters.non_finite_samples += count
-            block[bad] = 0.0
+        block, bad = pcm.decode(payload, sample_format, self.start.channels)
+        if bad:
+            self.counters.non_finite_samples += bad
             self.notice(
                 ErrorCode.NON_FINITE_AUDIO,
                 f"{self.counters.non_finite_samples} NaN/Inf samples so far were replaced by 0",
             )
-        return block.reshape(-1, self.start.channels)
+        return block
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -264,8 +254,7 @@ class Session:
     async def analyse(self) -> None:
         """The session's own task: ``_run`` its work to the end; a failing stage ends only this
         session (``failed``), then the summary is made and the send loop told."""
-        if self.recorder is not None:
-            self.tally = self.recorder.session_started(self.record(), self.notice)
+        self.recording.start(self.notice)
         try:
             await self._run()
             if self.state is not State.ABANDONED:
@@ -288,7 +277,7 @@ class Session:
             block, received_at = item
             began = time.perf_counter()
             events = self.graph.process(block)
-            self.processing_s += time.perf_counter() - began
+            self.recording.processing_s += time.perf_counter() - began
             self.counters.frames_analysed += 1
             self.counters.samples_analysed += block.shape[0]
             self._publish(events)
@@ -297,56 +286,23 @@ class Session:
             await trio.lowlevel.checkpoint()
         began = time.perf_counter()
         events = self.graph.finish()
-        self.processing_s += time.perf_counter() - began
+        self.recording.processing_s += time.perf_counter() - began
         self._publish(events)
 
     def _release(self) -> None:
         """Free what the session's work held, whatever way it ended."""
 
-    def record(self, status: SessionStatus = "active") -> SessionRecord:
-        """The session's row as it stands, with ``status``."""
-        samples = self.counters.samples_analysed
-        start = self.start
-        ended = status != "active"
-        return SessionRecord(
-            id=self.id,
-            pipeline=start.pipeline,
-            source="live",
-            sample_rate=start.sample_rate,
-            channels=start.channels,
-            started_at=utc(self.started_at),
-            status=status,
-            user=start.user,
-            piece=start.piece,
-            genre=start.genre,
-            target_tempo=start.target_tempo,
-            ended_at=utc(time.time()) if ended else None,
-            duration_s=samples / self.format.sample_rate,
-            frames_processed=samples,
-        )
-
     def record_end(self) -> None:
         """Hand the final row and the result to the recorder, once. A session that did not
         finish (cut short by a shutdown) is recorded as ``failed``."""
-        if self.recorder is None or self._end_recorded:
-            return
-        self._end_recorded = True
         status = FINAL_STATUS.get(self.state, "failed")
-        try:
-            summary = self.summary or self._summary()
-            result = result_record(self.id, summary, self.processing_s * 1000.0)
-        except Exception:  # a summary that cannot be stored must not take the server down
-            log.exception("session %s: its analysis result cannot be stored", self.id)
-            result = None
-        self.recorder.session_ended(self.record(status), result)
+        self.recording.end(status, self.counters.samples_analysed, self.summary)
 
     def _publish(self, events: list[Event]) -> None:
-        records: list[EventRecord] = []
+        entries = []
         for event in events:
-            self.practice.add(event)
             seq, text, dropped = self.log.append(event, self._sent_seq)
-            if self.recorder is not None:
-                records.append(EventRecord.of(self.id, seq, event, text))
+            entries.append((seq, event, text))
             self.counters.events_produced += 1
             if dropped:
                 self.counters.events_dropped += 1
@@ -356,9 +312,7 @@ class Session:
                     f"client is not reading fast enough: {self.counters.events_dropped} events "
                     f"dropped (event_buffer = {self.settings.event_buffer})",
                 )
-        if records:
-            assert self.recorder is not None
-            self.recorder.events(records)
+        self.recording.add(entries)
         if events:
             self.wake()
 
@@ -507,9 +461,9 @@ class Session:
         }
         return Stats(
             **attrs.asdict(self.counters),
-            events_stored=self.tally.stored,
-            events_spooled=self.tally.spooled,
-            events_unsaved=self.tally.unsaved,
+            events_stored=self.recording.tally.stored,
+            events_spooled=self.recording.tally.spooled,
+            events_unsaved=self.recording.tally.unsaved,
             latency_ms=percentiles,
             queues={
                 "audio": self.audio_out.statistics().current_buffer_used,
@@ -524,8 +478,7 @@ class Session:
             "status": self.state.value,
             "samples": samples,
             "duration_s": samples / self.format.sample_rate,
-            "practice": self.practice.result(),
-            "stages": self.practice.stage_summaries,
+            **self.recording.summary(),
         }
 
 

@@ -1,5 +1,5 @@
-"""From levels to the musical and reportable: finite dB values, MIDI velocity, dynamic markings,
-and the spread of per-hop levels (dynamic range)."""
+"""From levels to the musical: MIDI velocity, dynamic markings, and the spread of per-hop levels
+(dynamic range)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ import math
 
 import numpy as np
 
-DB_FLOOR = -120.0
-"""Every dB value reported is at least this: silence has no finite level and JSON has no -inf."""
-DB_CEILING = 20.0 * math.log10(float(np.finfo(np.float32).max))
-"""An overflow (only possible from absurd float input) reads as the float32 ceiling."""
+from legato.meters import DB_FLOOR
 
 MARKINGS = ("pp", "p", "mp", "mf", "f", "ff")
 MARKING_VELOCITIES = (33, 49, 64, 80, 96, 112)
@@ -22,31 +19,6 @@ MARKING_BOUNDS = tuple(
 )
 """Lowest velocity of p, mp, mf, f and ff (41, 57, 72, 88, 104): the midpoints between
 MARKING_VELOCITIES, so each velocity gets the marking whose own velocity is nearest."""
-
-
-def finite_db(value: float) -> float:
-    """Clamp a dB value into [DB_FLOOR, DB_CEILING] (NaN, which only silence can give here,
-    reads as the floor)."""
-    if math.isnan(value):
-        return DB_FLOOR
-    return float(min(max(value, DB_FLOOR), DB_CEILING))
-
-
-def finite_dbs(values: np.ndarray) -> np.ndarray:
-    """finite_db of every value of an array (the same values, without a Python call each)."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(np.isnan(values), DB_FLOOR, np.clip(values, DB_FLOOR, DB_CEILING))
-
-
-def power_db(power: np.ndarray) -> np.ndarray:
-    """10 log10 of mean squares (dBFS: a full-scale square wave is 0), clamped finite."""
-    floored = np.fmax(np.asarray(power, dtype=np.float64), 10.0 ** (DB_FLOOR / 10.0))
-    return np.minimum(10.0 * np.log10(floored), DB_CEILING)
-
-
-def amplitude_db(amplitude: np.ndarray) -> np.ndarray:
-    """20 log10 of absolute amplitudes (dBFS), clamped finite."""
-    return power_db(np.square(np.asarray(amplitude, dtype=np.float64)))
 
 
 def velocity(rms_db: float, floor_db: float) -> int:

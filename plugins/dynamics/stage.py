@@ -6,19 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 from legato.kernels import frames_of
-from legato.stage import Event, StreamFormat
-
-from .mapping import (
-    LevelSpread,
+from legato.meters import (
+    LevelMeter,
+    LoudnessMeter,
+    TruePeakMeter,
     amplitude_db,
     finite_db,
     finite_dbs,
-    marking,
     power_db,
-    velocities,
-    velocity,
 )
-from .meters import LevelMeter, LoudnessMeter, TruePeakMeter
+from legato.stage import Event, StreamFormat
+
+from .mapping import LevelSpread, marking, velocities, velocity
 from .params import DynamicsParams
 
 ARRAY_HOPS = 8

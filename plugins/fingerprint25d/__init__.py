@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from legato import hookimpl
-from legato.stage import OutputSpec, StageType
+from legato.stage import Fingerprinter, OutputSpec, StageType
 
 from .dimensions import ALGORITHM_VERSION, DIMENSIONS, GROUPS, NAMES, Dimension, describe
 from .fingerprint import (
@@ -68,6 +68,12 @@ FINGERPRINT25D = StageType(
         ),
     ),
     input="multichannel",
+    fingerprinter=Fingerprinter(
+        version=ALGORITHM_VERSION,
+        names=NAMES,
+        window_s=DEFAULT_MAX_SECONDS,
+        measures={"integrated_lufs": "loudness_lufs", "crest_db": "crest_db"},
+    ),
 )
 
 

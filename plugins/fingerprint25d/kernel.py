@@ -7,18 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import ffi, frames_of, lib, owned, view
+from legato.kernels import check, frames_of, lib, owned, view
 
 MAX_CALL_FRAMES = 1 << 20
 """Frames per kernel call, so any block length fits the kernel's int count."""
-
-
-def _check(status: int, call: str) -> None:
-    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
-    rather than a count or ``LG_OK``. The message names the code."""
-    if status < 0:
-        name = ffi.string(ffi.cast("enum lg_status", status))
-        raise RuntimeError(f"{call} failed: {name} ({status})")
 
 
 class FingerprintKernel:
@@ -47,11 +39,11 @@ class FingerprintKernel:
         for start in range(0, len(data), MAX_CALL_FRAMES):
             part = data[start : start + MAX_CALL_FRAMES]
             status = lib.lg_fingerprint_process(self._state, view(part, "float"), len(part))
-            _check(status, "lg_fingerprint_process")
+            check(status, "lg_fingerprint_process")
 
     def result(self) -> tuple[float, ...]:
         """The 25 values for the frames fed so far, as if the stream ended here."""
-        _check(lib.lg_fingerprint_result(self._state, self._out_ptr), "lg_fingerprint_result")
+        check(lib.lg_fingerprint_result(self._state, self._out_ptr), "lg_fingerprint_result")
         return tuple(self._out.tolist())
 
     def reset(self) -> None:

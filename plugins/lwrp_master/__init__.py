@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from legato import hookimpl
-from legato.stage import OutputSpec, StageType
+from legato.stage import OutputSpec, StageType, TrackPlan
 
 from .kernel import MasterKernel
 from .params import MasterParams, check
@@ -46,6 +46,16 @@ LWRP_MASTER = StageType(
     ),
     params=MasterParams,
     create=LwrpMaster,
+    track_plan=TrackPlan(
+        measurements={"integrated_lufs": "integrated_lufs", "crest_db": "crest_db"},
+        plan="mastering",
+        class_field="class",
+        expected={
+            "integrated_lufs": "expected_integrated_lufs",
+            "crest_db": "expected_crest_db",
+            "true_peak_dbtp": "expected_true_peak_dbtp",
+        },
+    ),
     outputs=(
         OutputSpec(
             kind="mastering",

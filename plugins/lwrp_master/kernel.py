@@ -7,18 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import ffi, lib, owned, view
+from legato.kernels import check, lib, owned, view
 
 from .params import MasterParams
 from .plan import MasteringPlan
-
-
-def _check(status: int, call: str) -> None:
-    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
-    rather than a count or ``LG_OK``. The message names the code."""
-    if status < 0:
-        name = ffi.string(ffi.cast("enum lg_status", status))
-        raise RuntimeError(f"{call} failed: {name} ({status})")
 
 
 class MasterKernel:
@@ -55,14 +47,14 @@ class MasterKernel:
         if n == 0:
             return out
         count = lib.lg_master_process(self._state, view(frames, "float"), n, view(out, "float"), n)
-        _check(count, "lg_master_process")
+        check(count, "lg_master_process")
         return out[:count]
 
     def finish(self) -> np.ndarray:
         """End of stream: the frames still held back by the lookahead."""
         out = np.empty((self.latency, self.channels), dtype=np.float32)
         count = lib.lg_master_finish(self._state, view(out, "float"), self.latency)
-        _check(count, "lg_master_finish")
+        check(count, "lg_master_finish")
         return out[:count]
 
     @property

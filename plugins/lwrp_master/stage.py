@@ -8,8 +8,7 @@ import math
 import numpy as np
 
 from legato.kernels import frames_of
-from legato.plugins.dynamics.mapping import DB_FLOOR
-from legato.plugins.dynamics.meters import TruePeakMeter
+from legato.meters import DB_FLOOR, TruePeakMeter
 from legato.stage import Event, StreamFormat
 
 from .kernel import MasterKernel

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, ffi, lib, owned, view
+from legato.kernels import OutBuffer, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .params import OnsetsFluxParams
@@ -20,14 +20,6 @@ FMAX_HZ = 17000.0
 LEVEL_RELEASE_DB_PER_S = 10.0
 """How fast the level the compression knee follows falls: it tracks the dynamics of a phrase,
 not the decay of single notes (plucked and struck notes fall 20-60 dB/s)."""
-
-
-def _check(status: int, call: str) -> None:
-    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
-    rather than a count or ``LG_OK``. The message names the code."""
-    if status < 0:
-        name = ffi.string(ffi.cast("enum lg_status", status))
-        raise RuntimeError(f"{call} failed: {name} ({status})")
 
 
 def _frames(ms: float, sample_rate: int, hop: int) -> int:
@@ -100,13 +92,13 @@ class OnsetsFlux:
         count = lib.lg_onsets_process(
             self._state, view(block, "float"), n, self._at.ptr, self._strength.ptr, cap
         )
-        _check(count, "lg_onsets_process")
+        check(count, "lg_onsets_process")
         return self._events(count) if count else []
 
     def finish(self) -> list[Event]:
         cap = self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
         count = lib.lg_onsets_finish(self._state, self._at.ptr, self._strength.ptr, cap)
-        _check(count, "lg_onsets_finish")
+        check(count, "lg_onsets_finish")
         events = self._events(count)
         events.append(self._summary())
         return events

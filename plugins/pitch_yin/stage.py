@@ -9,19 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, ffi, lib, owned, view
+from legato.kernels import OutBuffer, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .notes import nearest_note
 from .params import PitchYinParams
-
-
-def _check(status: int, call: str) -> None:
-    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
-    rather than a count or ``LG_OK``. The message names the code."""
-    if status < 0:
-        name = ffi.string(ffi.cast("enum lg_status", status))
-        raise RuntimeError(f"{call} failed: {name} ({status})")
 
 
 def new_estimator(params: PitchYinParams, sample_rate: int) -> Any:
@@ -63,7 +55,7 @@ class PitchYin:
         count = lib.lg_yin_process(
             self._state, view(block, "float"), n, f0.ptr, confidence.ptr, voiced.ptr, cap
         )
-        _check(count, "lg_yin_process")
+        check(count, "lg_yin_process")
         self._samples += n
         return self._events(
             f0.array[:count].tolist(),

@@ -1,6 +1,8 @@
-"""Python faces of the level kernels (csrc/loudness.c, truepeak.c, levels.c): ITU-R BS.1770-4
-loudness with the EBU measures, true peak and per-hop levels, over interleaved float32 frames of
-shape (n, channels). Other stages reuse these meters, so they own no stage logic."""
+"""Meters over the level kernels (csrc/loudness.c, truepeak.c, levels.c), shared by every stage
+that measures: ITU-R BS.1770-4 loudness with the EBU measures, true peak and per-hop levels,
+over interleaved float32 frames of shape (n, channels), and dB values made reportable (finite,
+floored). Part of the plugin-facing API: plugins never import each other, so what two stages
+share lives here."""
 
 from __future__ import annotations
 
@@ -10,17 +12,39 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, ffi, frames_of, lib, owned, view
+from .kernels import OutBuffer, check, ffi, frames_of, lib, owned, view
 
 LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
 
+DB_FLOOR = -120.0
+"""Every dB value reported is at least this: silence has no finite level and JSON has no -inf."""
+DB_CEILING = 20.0 * math.log10(float(np.finfo(np.float32).max))
+"""An overflow (only possible from absurd float input) reads as the float32 ceiling."""
 
-def _check(status: int, call: str) -> None:
-    """Raise if a kernel call returned an error: a negative ``LG_ERR_*`` code (csrc/status.h)
-    rather than a count or ``LG_OK``. The message names the code."""
-    if status < 0:
-        name = ffi.string(ffi.cast("enum lg_status", status))
-        raise RuntimeError(f"{call} failed: {name} ({status})")
+
+def finite_db(value: float) -> float:
+    """Clamp a dB value into [DB_FLOOR, DB_CEILING] (NaN, which only silence can give here,
+    reads as the floor)."""
+    if math.isnan(value):
+        return DB_FLOOR
+    return float(min(max(value, DB_FLOOR), DB_CEILING))
+
+
+def finite_dbs(values: np.ndarray) -> np.ndarray:
+    """finite_db of every value of an array (the same values, without a Python call each)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isnan(values), DB_FLOOR, np.clip(values, DB_FLOOR, DB_CEILING))
+
+
+def power_db(power: np.ndarray) -> np.ndarray:
+    """10 log10 of mean squares (dBFS: a full-scale square wave is 0), clamped finite."""
+    floored = np.fmax(np.asarray(power, dtype=np.float64), 10.0 ** (DB_FLOOR / 10.0))
+    return np.minimum(10.0 * np.log10(floored), DB_CEILING)
+
+
+def amplitude_db(amplitude: np.ndarray) -> np.ndarray:
+    """20 log10 of absolute amplitudes (dBFS), clamped finite."""
+    return power_db(np.square(np.asarray(amplitude, dtype=np.float64)))
 
 
 def kweighting_coefficients(
@@ -66,7 +90,7 @@ class _Outputs:
         a, b = self.a, self.b
         cap = min(a.reserve(needed), b.reserve(needed))
         count = process(state, _frames_ptr(frames), n, a.ptr, b.ptr, cap)
-        _check(count, process.__name__)
+        check(count, process.__name__)
         return a.array[:count].copy(), b.array[:count].copy()
 
 
@@ -142,7 +166,7 @@ class TruePeakMeter:
     def process(self, block: np.ndarray) -> None:
         frames = frames_of(block, self.channels)
         status = lib.lg_truepeak_process(self._state, _frames_ptr(frames), len(frames))
-        _check(status, "lg_truepeak_process")
+        check(status, "lg_truepeak_process")
 
     @property
     def peak(self) -> float:
