@@ -1,11 +1,12 @@
 """`legato fingerprint PATH...`: fingerprint audio files and whole folders into the database
 and ``.25d`` sidecars, in parallel across cores, skipping what is already cached.
 
-First every file is checked against the cache tiers (``legato.fingerprints``): one with a valid
-database row or sidecar is done (the other copy is written if it is missing or bad), so an
-interrupted run simply resumes. The rest are fingerprinted by a pool of worker processes
-(``--jobs``, default one per core), each importing legato and calling ``fingerprint_file``;
-the main process writes each result's sidecar and database row as it arrives. A file that
+First every file is checked against the cache tiers (``legato.library.fingerprints``): one
+with a valid database row or sidecar is done (the other copy is written if it is missing or
+bad), so an interrupted run simply resumes. The rest are fingerprinted by a pool of worker
+processes (``--jobs``, default one per core), each importing legato and running the
+fingerprint stage found through the registry (``legato.library.fingerprints.generate``); the
+main process writes each result's sidecar and database row as it arrives. A file that
 cannot be read is reported by name and the run goes on; a worker process that dies takes no
 other file with it (the files it was working on are retried one at a time, and the one that
 kills a worker on its own is reported). Exit status 1 when some file failed.

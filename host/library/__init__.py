@@ -1,6 +1,7 @@
 """The track library: tracks named by their path inside one folder, and their fingerprints found
 through the cache tiers (database, ``.25d`` sidecar, generation, fallback)."""
 
+from ..config.settings import LibrarySettings  # the [library] table, kept importable here
 from .fingerprints import (
     FingerprintCache,
     FingerprintResult,
@@ -14,6 +15,7 @@ __all__ = [
     "FingerprintCache",
     "FingerprintResult",
     "Library",
+    "LibrarySettings",
     "TrackRefused",
     "UnknownTrack",
     "generate",

@@ -6,7 +6,7 @@ as ``Batch``es through the ``Storage`` at most ``flush_interval_s`` after the ol
 over, sooner once ``flush_events`` events are waiting, each write under ``timeout_s``.
 
 When the database cannot take a batch (``StorageUnavailable`` or the timeout), the batch goes
-to the on-disk spool (``legato.spool``) and every later batch follows it there, so batches
+to the on-disk spool (``legato.records.spool``) and every later batch follows it there, so batches
 reach the database in the order they were made; a retry loop with exponential backoff replays
 the spool, oldest first, and direct writes resume once it is empty. Memory is bounded: if
 ``max_pending_events`` pile up while a write is stuck, they are moved to the spool (after the
