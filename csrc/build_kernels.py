@@ -13,14 +13,31 @@ from cffi import FFI
 
 CSRC = Path(__file__).resolve().parent
 MARKED = re.compile(r"/\* cffi:begin \*/(.*?)/\* cffi:end \*/", re.S)
+INCLUDE = re.compile(r'^#include "([^"]+\.h)"', re.M)
 
 
 def _declarations(header: Path) -> str:
     return "\n".join(block.strip() for block in MARKED.findall(header.read_text()))
 
 
+def _in_include_order(headers: list[Path]) -> list[Path]:
+    """Each header after the headers it includes, so the declarations it uses come first."""
+    ordered: list[Path] = []
+
+    def visit(header: Path) -> None:
+        if header in ordered:
+            return
+        for name in INCLUDE.findall(header.read_text()):
+            visit(CSRC / name)
+        ordered.append(header)
+
+    for header in headers:
+        visit(header)
+    return ordered
+
+
 def _build() -> FFI:
-    headers = sorted(CSRC.glob("*.h"))
+    headers = _in_include_order(sorted(CSRC.glob("*.h")))
     sources = sorted(CSRC.glob("*.c"))
     builder = FFI()
     builder.cdef("\n".join(_declarations(h) for h in headers))

@@ -1,8 +1,7 @@
-"""Meters over the level kernels (csrc/loudness.c, truepeak.c, levels.c), shared by every stage
-that measures: ITU-R BS.1770-4 loudness with the EBU measures, true peak and per-hop levels,
-over interleaved float32 frames of shape (n, channels), and dB values made reportable (finite,
-floored). Part of the plugin-facing API: plugins never import each other, so what two stages
-share lives here."""
+"""Meters over the level kernels (csrc/loudness.c, truepeak.c), shared by the stages that measure:
+ITU-R BS.1770-4 loudness with the EBU measures and true peak, over interleaved float32 frames
+of shape (n, channels), and the floor of every reported dB value. Part of the plugin-facing API:
+plugins never import each other, so what two stages share lives here."""
 
 from __future__ import annotations
 
@@ -17,34 +16,8 @@ from .kernels import OutBuffer, check, ffi, frames_of, lib, owned, view
 LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
 
 DB_FLOOR = -120.0
-"""Every dB value reported is at least this: silence has no finite level and JSON has no -inf."""
-DB_CEILING = 20.0 * math.log10(float(np.finfo(np.float32).max))
-"""An overflow (only possible from absurd float input) reads as the float32 ceiling."""
-
-
-def finite_db(value: float) -> float:
-    """Clamp a dB value into [DB_FLOOR, DB_CEILING] (NaN, which only silence can give here,
-    reads as the floor)."""
-    if math.isnan(value):
-        return DB_FLOOR
-    return float(min(max(value, DB_FLOOR), DB_CEILING))
-
-
-def finite_dbs(values: np.ndarray) -> np.ndarray:
-    """finite_db of every value of an array (the same values, without a Python call each)."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(np.isnan(values), DB_FLOOR, np.clip(values, DB_FLOOR, DB_CEILING))
-
-
-def power_db(power: np.ndarray) -> np.ndarray:
-    """10 log10 of mean squares (dBFS: a full-scale square wave is 0), clamped finite."""
-    floored = np.fmax(np.asarray(power, dtype=np.float64), 10.0 ** (DB_FLOOR / 10.0))
-    return np.minimum(10.0 * np.log10(floored), DB_CEILING)
-
-
-def amplitude_db(amplitude: np.ndarray) -> np.ndarray:
-    """20 log10 of absolute amplitudes (dBFS), clamped finite."""
-    return power_db(np.square(np.asarray(amplitude, dtype=np.float64)))
+"""Every dB value reported is at least this: silence has no finite level and JSON has no -inf
+(the dynamics kernel, csrc/dynamics.c, floors its readings at the same value)."""
 
 
 def kweighting_coefficients(
@@ -180,46 +153,3 @@ class TruePeakMeter:
     @property
     def nonfinite(self) -> int:
         return int(lib.lg_truepeak_nonfinite(self._state))
-
-
-class LevelMeter:
-    """Per hop of ``hop`` frames: the mean square over its samples and channels, and its peak
-    absolute sample; plus the same over the whole stream."""
-
-    def __init__(self, channels: int, hop: int) -> None:
-        self.channels = channels
-        self.hop = hop
-        self._state = owned(
-            lib.lg_levels_new(channels, hop),
-            lib.lg_levels_free,
-            f"levels, {channels} channels, hop {hop}",
-        )
-        self._out = _Outputs()
-
-    def process(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean square, peak) of each hop the block completes."""
-        frames = frames_of(block, self.channels)
-        return self._out.run(lib.lg_levels_process, self._state, frames, self.frames, self.hop)
-
-    def partial(self) -> tuple[int, float, float]:
-        """(frames, mean square, peak) of the hop in progress; frames is 0 if there is none."""
-        ms = ffi.new("double *")
-        pk = ffi.new("double *")
-        length = lib.lg_levels_partial(self._state, ms, pk)
-        return (int(length), float(ms[0]), float(pk[0])) if length else (0, 0.0, 0.0)
-
-    @property
-    def mean_square(self) -> float:
-        return float(lib.lg_levels_mean_square(self._state))
-
-    @property
-    def peak(self) -> float:
-        return float(lib.lg_levels_peak(self._state))
-
-    @property
-    def frames(self) -> int:
-        return int(lib.lg_levels_frames(self._state))
-
-    @property
-    def nonfinite(self) -> int:
-        return int(lib.lg_levels_nonfinite(self._state))

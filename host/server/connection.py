@@ -9,6 +9,7 @@ too, so a disconnect cancels exactly this connection's work.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import secrets
@@ -91,6 +92,8 @@ class Connection:
         self.server = server
         self.settings = server.settings
         self.ws = ws
+        self._session: Session | None = None
+        self._active_at = trio.current_time()
 
     async def run(self) -> None:
         ws, server = self.ws, self.server
@@ -112,9 +115,13 @@ class Connection:
             return
         ids = (str(uuid.uuid4()), secrets.token_urlsafe(24))
         await ws.send_message(encode(self._hello(*ids)))
-        session = await self._handshake(ids)
-        if session is not None:
-            await self._attach(session)
+        async with trio.open_nursery() as watch:
+            watch.start_soon(self._close_when_idle)
+            session = await self._handshake(ids)
+            if session is not None:
+                self._session = session
+                await self._attach(session)
+            watch.cancel_scope.cancel()
 
     def _hello(self, session_id: str, token: str) -> Hello:
         s, pipelines = self.settings, self.server.config.pipelines
@@ -240,23 +247,38 @@ class Connection:
             if detached_at is not None:
                 self.server.detached(session, detached_at)
 
-    async def _receive(self, idle: bool = True) -> str | bytes | None:
-        """Next message, or None when the connection closed or went idle (then closed)."""
-        timeout = self.settings.idle_timeout_s if idle else float("inf")
+    async def _receive(self) -> str | bytes | None:
+        """Next message, or None when the connection closed (or went idle and was closed)."""
         try:
-            with trio.move_on_after(timeout):
-                return await self.ws.get_message()
+            message = await self.ws.get_message()
         except ConnectionClosed:
             return None
-        await self.ws.send_message(
-            error_message(ErrorCode.IDLE_TIMEOUT, f"nothing received for {timeout:.0f} s", False)
-        )
-        await self.ws.aclose(CloseCode.IDLE, "idle timeout")
-        return None
+        self._active_at = trio.current_time()
+        return message
+
+    async def _close_when_idle(self) -> None:
+        """Close the connection once nothing has arrived for ``idle_timeout_s`` (except while an
+        ended session waits for its summary). One sleeping task per connection instead of a
+        timeout per message: a message costs one clock read."""
+        timeout = self.settings.idle_timeout_s
+        while True:
+            await trio.sleep_until(self._active_at + timeout)
+            waiting = self._session is not None and self._session.ending
+            if waiting:
+                self._active_at = trio.current_time()
+            elif trio.current_time() >= self._active_at + timeout:
+                break
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send_message(
+                error_message(
+                    ErrorCode.IDLE_TIMEOUT, f"nothing received for {timeout:.0f} s", False
+                )
+            )
+            await self.ws.aclose(CloseCode.IDLE, "idle timeout")
 
     async def _receive_loop(self, session: Session, loops: trio.Nursery) -> None:
         while True:
-            message = await self._receive(idle=not session.ending)
+            message = await self._receive()
             if message is None:
                 return
             now = time.perf_counter()

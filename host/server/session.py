@@ -43,6 +43,14 @@ log = logging.getLogger("legato.session")
 
 END = None  # sentinel on the audio queue: no more audio
 
+
+@attrs.frozen
+class _Failed:
+    """On the audio queue: a block analysed as it arrived failed; the session's task fails."""
+
+    error: Exception
+
+
 RESUME_HISTORY = 1024
 """Sent events kept for a resume (several seconds of the analyze pipeline): what a dropped TCP
 connection may have swallowed. Unsent events are kept up to ``event_buffer``."""
@@ -92,11 +100,14 @@ class EventLog:
 
     def after(self, seq: int, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` entries with sequence number greater than ``seq`` that are still
-        held."""
-        if not self.entries or seq >= self.last_seq:
+        held. Seqs are consecutive, so the wanted entries are the newest ``last_seq - seq``:
+        they are counted from the right end, where a live session's few unsent events are,
+        not walked to past the resume history."""
+        held = min(self.last_seq - seq, len(self.entries))
+        if held <= 0:
             return []
-        start = max(0, seq + 1 - self.entries[0][0])
-        return list(itertools.islice(self.entries, start, start + limit))
+        newest = itertools.islice(reversed(self.entries), max(0, held - limit), held)
+        return list(newest)[::-1]
 
     def forget_sent(self, sent_seq: int, keep: int) -> None:
         """Drop sent entries beyond the newest ``keep`` of them, bounding memory."""
@@ -162,6 +173,8 @@ class Session:
         self._summary_delivered = False
         self._noticed_at: dict[str, float] = {}
         self._history_running = False
+        self._analysing = False  # the task runs and takes blocks as they arrive
+        self._queued = 0  # blocks waiting on the audio queue
 
     # ---- input side (called by the connection's receive loop) ---------------------------
 
@@ -187,11 +200,25 @@ class Session:
             return
         block = self._decode(payload, sample_format)
         self.counters.samples_received += block.shape[0]
+        if self._analysing and not self._queued:
+            self._analyse_inline(block, received_at)
+            return
         try:
             self.audio_in.send_nowait((block, received_at))
+            self._queued += 1
         except trio.WouldBlock:
             self.counters.samples_received -= block.shape[0]
             self._drop(ErrorCode.OVERLOADED, "analysis is behind; audio message dropped")
+
+    def _analyse_inline(self, block: np.ndarray, received_at: float) -> None:
+        """Analyse a block as it arrives, when nothing waits before it: the same work the
+        session's task does for a queued block, without handing the block over (a task switch
+        per message). A stage that fails here fails the session the same way, from its task."""
+        try:
+            self._analyse_block(block, received_at)
+        except Exception as exc:
+            self._analysing = False
+            self.audio_in.send_nowait(_Failed(exc))
 
     def _decode(self, payload: bytes, sample_format: str) -> np.ndarray:
         block, bad = pcm.decode(payload, sample_format, self.start.channels)
@@ -270,24 +297,34 @@ class Session:
             self.wake()
 
     async def _run(self) -> None:
-        """Run the pipeline over queued audio until END."""
-        async for item in self.audio_out:
-            if item is END:
-                break
-            block, received_at = item
-            began = time.perf_counter()
-            events = self.graph.process(block)
-            self.recording.processing_s += time.perf_counter() - began
-            self.counters.frames_analysed += 1
-            self.counters.samples_analysed += block.shape[0]
-            self._publish(events)
-            if events:
-                self._marks.append((self.counters.samples_analysed, received_at))
-            await trio.lowlevel.checkpoint()
+        """Run the pipeline over audio until END: blocks queued while it was busy here, the rest
+        analysed as they arrive (``accept_audio``)."""
+        self._analysing = True
+        try:
+            async for item in self.audio_out:
+                if item is END:
+                    break
+                if isinstance(item, _Failed):
+                    raise item.error
+                self._queued -= 1
+                self._analyse_block(*item)
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._analysing = False
         began = time.perf_counter()
         events = self.graph.finish()
         self.recording.processing_s += time.perf_counter() - began
         self._publish(events)
+
+    def _analyse_block(self, block: np.ndarray, received_at: float) -> None:
+        began = time.perf_counter()
+        events = self.graph.process(block)
+        self.recording.processing_s += time.perf_counter() - began
+        self.counters.frames_analysed += 1
+        self.counters.samples_analysed += block.shape[0]
+        self._publish(events)
+        if events:
+            self._marks.append((self.counters.samples_analysed, received_at))
 
     def _release(self) -> None:
         """Free what the session's work held, whatever way it ended."""

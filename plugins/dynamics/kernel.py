@@ -1,0 +1,109 @@
+"""The dynamics kernel (csrc/dynamics.c): levels, loudness and true peak of a block in one C
+call, per-hop values already in reportable dB, into output buffers made once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from legato.kernels import OutBuffer, check, ffi, lib, owned, view
+from legato.meters import LOUDNESS_LAYOUTS
+
+
+def _defined(value: float) -> float | None:
+    return None if value != value else value
+
+
+class DynamicsKernel:
+    """One stream's meters; ``process`` returns the per-hop readings of the hops a block
+    completes as lists (rms dBFS, peak dBFS, momentary LUFS, short-term LUFS)."""
+
+    def __init__(self, sample_rate: int, channels: int, hop: int) -> None:
+        if not 1 <= channels <= 6:
+            raise ValueError(f"BS.1770 loudness takes {LOUDNESS_LAYOUTS}, not {channels}")
+        if not 8000 <= sample_rate <= 384000:
+            raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
+        self.channels = channels
+        self._state: Any = owned(
+            lib.lg_dynamics_new(sample_rate, channels, hop),
+            lib.lg_dynamics_free,
+            f"dynamics at {sample_rate} Hz, {channels} channels, hop {hop}",
+        )
+        self._levels = lib.lg_dynamics_levels(self._state)  # owned by the state, kept with it
+        self._loudness = lib.lg_dynamics_loudness(self._state)
+        self._true_peak = lib.lg_dynamics_truepeak(self._state)
+        self._out = [OutBuffer(np.float64, "double", 8) for _ in range(4)]
+
+    def process(self, frames: np.ndarray) -> tuple[list[float], ...]:
+        """``frames``: C-contiguous float32 (n, channels)."""
+        n = len(frames)
+        needed = lib.lg_dynamics_max_outputs(self._state, n)
+        out = self._out
+        cap = min(buffer.reserve(needed) for buffer in out)
+        count = lib.lg_dynamics_process(
+            self._state,
+            view(frames, "float") if n else ffi.NULL,
+            n,
+            out[0].ptr,
+            out[1].ptr,
+            out[2].ptr,
+            out[3].ptr,
+            cap,
+        )
+        check(count, "lg_dynamics_process")
+        return tuple(buffer.array[:count].tolist() for buffer in out)
+
+    def partial(self) -> tuple[int, float, float, float, float]:
+        """The hop in progress (0 frames: none): frames, rms dBFS, peak dBFS, and the momentary
+        and short-term loudness of the windows ending at the last frame fed."""
+        ms = ffi.new("double *")
+        pk = ffi.new("double *")
+        length = int(lib.lg_levels_partial(self._levels, ms, pk))
+        if not length:
+            return 0, 0.0, 0.0, 0.0, 0.0
+        return (
+            length,
+            lib.lg_power_db(ms[0]),
+            lib.lg_amplitude_db(pk[0]),
+            lib.lg_finite_db(lib.lg_loudness_momentary(self._loudness)),
+            lib.lg_finite_db(lib.lg_loudness_short_term(self._loudness)),
+        )
+
+    # ---- whole-stream measures (dB as reported) --------------------------------------------
+
+    @property
+    def frames(self) -> int:
+        return int(lib.lg_levels_frames(self._levels))
+
+    @property
+    def rms_db(self) -> float:
+        return float(lib.lg_power_db(lib.lg_levels_mean_square(self._levels)))
+
+    @property
+    def peak_db(self) -> float:
+        return float(lib.lg_amplitude_db(lib.lg_levels_peak(self._levels)))
+
+    @property
+    def true_peak_dbtp(self) -> float:
+        return float(lib.lg_amplitude_db(lib.lg_truepeak_max(self._true_peak)))
+
+    @property
+    def integrated_lufs(self) -> float | None:
+        return _defined(lib.lg_loudness_integrated(self._loudness))
+
+    @property
+    def loudness_range_lu(self) -> float | None:
+        return _defined(lib.lg_loudness_range(self._loudness))
+
+    @property
+    def max_momentary_lufs(self) -> float:
+        return float(lib.lg_finite_db(lib.lg_loudness_max_momentary(self._loudness)))
+
+    @property
+    def max_short_term_lufs(self) -> float:
+        return float(lib.lg_finite_db(lib.lg_loudness_max_short_term(self._loudness)))
+
+    @property
+    def nonfinite(self) -> int:
+        return int(lib.lg_levels_nonfinite(self._levels))
