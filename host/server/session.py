@@ -79,10 +79,12 @@ class Counters:
 
 class EventLog:
     """Encoded events by sequence number (from 1), bounded. Holds what has not been sent yet
-    and recent history for resume; when full, the oldest entry goes, counted if unsent."""
+    and recent history for resume; when full, the oldest entry goes, counted if unsent. Seqs
+    are consecutive, so only the texts are kept (the seq of each follows from the first's):
+    a full log of a few thousand events costs their text and little more."""
 
     def __init__(self, capacity: int) -> None:
-        self.entries: deque[tuple[int, str]] = deque()
+        self.texts: deque[str] = deque()
         self.capacity = capacity
         self.last_seq = 0
 
@@ -91,31 +93,32 @@ class EventLog:
         dropped."""
         self.last_seq += 1
         text = encode_event(self.last_seq, event)
-        self.entries.append((self.last_seq, text))
+        self.texts.append(text)
         dropped = False
-        if len(self.entries) > self.capacity:
-            old_seq, _ = self.entries.popleft()
-            dropped = old_seq > sent_seq
+        if len(self.texts) > self.capacity:
+            dropped = self.oldest() > sent_seq
+            self.texts.popleft()
         return self.last_seq, text, dropped
 
-    def after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        """Up to ``limit`` entries with sequence number greater than ``seq`` that are still
-        held. Seqs are consecutive, so the wanted entries are the newest ``last_seq - seq``:
-        they are counted from the right end, where a live session's few unsent events are,
-        not walked to past the resume history."""
-        held = min(self.last_seq - seq, len(self.entries))
+    def after(self, seq: int, limit: int) -> list[str]:
+        """The texts of up to ``limit`` events after ``seq`` that are still held, oldest first
+        (the first has seq ``max(seq + 1, oldest())``). Counted from the newest end, where a
+        live session's few unsent events are, not walked to past the resume history."""
+        held = min(self.last_seq - seq, len(self.texts))
         if held <= 0:
             return []
-        newest = itertools.islice(reversed(self.entries), max(0, held - limit), held)
+        newest = itertools.islice(reversed(self.texts), max(0, held - limit), held)
         return list(newest)[::-1]
 
     def forget_sent(self, sent_seq: int, keep: int) -> None:
         """Drop sent entries beyond the newest ``keep`` of them, bounding memory."""
-        while self.entries and self.entries[0][0] <= sent_seq - keep:
-            self.entries.popleft()
+        surplus = min(sent_seq - keep - self.oldest() + 1, len(self.texts))
+        for _ in range(surplus):
+            self.texts.popleft()
 
     def oldest(self) -> int:
-        return self.entries[0][0] if self.entries else self.last_seq + 1
+        """The seq of the oldest entry held (``last_seq + 1`` when none is)."""
+        return self.last_seq - len(self.texts) + 1
 
 
 def error_message(code: str, message: str, continues: bool = True) -> str:
@@ -382,9 +385,10 @@ class Session:
     def take_unsent(self, limit: int) -> tuple[list[str], int, int]:
         """Up to ``limit`` encoded events not yet sent, the seq of the last one, and the samples
         analysed so far (``through``)."""
-        entries = self.log.after(self._sent_seq, limit)
-        last = entries[-1][0] if entries else self._sent_seq
-        return [text for _, text in entries], last, self.counters.samples_analysed
+        texts = self.log.after(self._sent_seq, limit)
+        first = max(self._sent_seq + 1, self.log.oldest())
+        last = first + len(texts) - 1 if texts else self._sent_seq
+        return texts, last, self.counters.samples_analysed
 
     def mark_sent(self, last_seq: int, count: int, through: int, now: float) -> None:
         self._sent_seq = max(self._sent_seq, last_seq)
