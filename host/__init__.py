@@ -4,6 +4,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
 
+from . import _moved
+
 try:
     __version__ = version("legato")
 except PackageNotFoundError:  # running from a source tree that was never installed
@@ -13,5 +15,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 HOST_API_VERSION = 1
 
 hookimpl = pluggy.HookimplMarker("legato")
+
+_moved.install()  # old import paths of moved modules keep working
 
 __all__ = ["HOST_API_VERSION", "__version__", "hookimpl"]

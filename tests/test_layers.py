@@ -56,3 +56,17 @@ def test_a_host_module_importing_a_plugin_breaks_the_contracts(tmp_path: Path) -
     assert done.returncode != 0
     assert "legato.engine.graph -> legato.plugins.dynamics" in done.stdout
     assert "legato.plugins.pitch_yin.stage -> legato.server" in done.stdout
+
+
+def test_old_module_paths_import_the_moved_modules() -> None:
+    """Code written before the layers had folders keeps importing what it imported."""
+    import importlib
+
+    from legato._moved import MOVED
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    from legato.fingerprints import open_fingerprint_cache  # as docs once showed
+    from legato.player import open_player
+
+    assert callable(open_player) and callable(open_fingerprint_cache)
