@@ -43,6 +43,29 @@ log = logging.getLogger("legato.session")
 
 END = None  # sentinel on the audio queue: no more audio
 
+LATENCY_WINDOW = 4096
+"""Latencies kept per session for the percentiles ``stats`` reports (the most recent ones)."""
+
+
+class LatencyWindow:
+    """The last ``size`` latencies (seconds) in a float64 ring: 8 bytes each, where a deque of
+    Python floats costs 32."""
+
+    def __init__(self, size: int) -> None:
+        self._ring = np.zeros(size)
+        self._count = 0
+
+    def add(self, seconds: float) -> None:
+        self._ring[self._count % len(self._ring)] = seconds
+        self._count += 1
+
+    def __len__(self) -> int:
+        return min(self._count, len(self._ring))
+
+    def values(self) -> np.ndarray:
+        """The latencies held (in no particular order: only percentiles are read)."""
+        return self._ring[: len(self)]
+
 
 @attrs.frozen
 class _Failed:
@@ -168,7 +191,7 @@ class Session:
         self.ending = False
         self._detached_at: float | None = None
         self._connection: trio.CancelScope | None = None
-        self.latencies: deque[float] = deque(maxlen=4096)
+        self.latencies = LatencyWindow(LATENCY_WINDOW)
         self._marks: deque[tuple[int, float]] = deque()
         self._tokens = settings.max_frames_per_second
         self._tokens_at = time.monotonic()
@@ -396,7 +419,7 @@ class Session:
         self.log.forget_sent(self._sent_seq, RESUME_HISTORY)
         while self._marks and self._marks[0][0] <= through:
             _, received_at = self._marks.popleft()
-            self.latencies.append(now - received_at)
+            self.latencies.add(now - received_at)
 
     def all_sent(self) -> bool:
         return self._sent_seq >= self.log.last_seq
@@ -495,7 +518,7 @@ class Session:
         self.post(reply)
 
     def stats(self) -> Stats:
-        latencies = np.array(self.latencies) * 1000.0 if self.latencies else None
+        latencies = self.latencies.values() * 1000.0 if len(self.latencies) else None
         percentiles: dict[str, float | None] = {
             f"p{p}": (None if latencies is None else round(float(np.percentile(latencies, p)), 3))
             for p in (50, 95, 99)
