@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config.pipelines import load_config
 from ..errors import LegatoError
 from .common import Subparsers, config_option, config_relative, db_option, plugin_registry
+
+if TYPE_CHECKING:
+    from ..library.tracks import Library
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -30,6 +36,16 @@ def add_parser(subparsers: Subparsers) -> None:
         help="folder of tracks for playback pipelines (default: [library] path; none: playback"
         " is refused)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes behind the one port (default: [server] workers, else one per"
+        " usable core; 1: a single process)",
+    )
+    for hidden in ("--worker-channel", "--worker-index"):  # set by the supervisor
+        p.add_argument(hidden, type=int, help=argparse.SUPPRESS)
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=command)
 
 
@@ -39,7 +55,10 @@ def command(args: argparse.Namespace) -> int:
     import trio
 
     from ..library.tracks import Library
+    from ..records.journal import Journal
+    from ..server.handoff import WorkerLink
     from ..server.server import serve
+    from ..server.supervisor import supervise, usable_cores
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
@@ -57,9 +76,37 @@ def command(args: argparse.Namespace) -> int:
             "no track library: playback sessions are refused (give --library DIR or set"
             " [library] path)"
         )
+    settings = attrs.evolve(config.server, **overrides)
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 0:
+        raise LegatoError(f"--workers must be 0 (one per core) or more, got {workers}")
+    workers = workers or usable_cores()
     storage = config.storage.open(registry, args.db)
+    worker = journal = None
+    if args.worker_channel is not None:
+        logging.getLogger().handlers[0].setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s [worker {args.worker_index}] %(message)s")
+        )
+        worker = WorkerLink(socket.socket(fileno=args.worker_channel), args.worker_index)
+        journal = Journal(Path(args.run_dir) / f"worker-{args.worker_index}.journal")
+    elif workers > 1:
+        supervise(settings, workers, worker_argv(args, library))
+        return 0
     try:
-        trio.run(serve, config, attrs.evolve(config.server, **overrides), storage, library)
+        trio.run(serve, config, settings, storage, library, worker, journal)
     except OSError as exc:
         raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
     return 0
+
+
+def worker_argv(args: argparse.Namespace, library: Library | None) -> list[str]:
+    """The command line of a worker: this serve's config, database and library (paths made
+    absolute), without a port: the supervisor holds it."""
+    argv = ["-m", "legato.cli", "serve", "--workers", "1"]
+    if args.config:
+        argv += ["--config", str(Path(args.config).resolve())]
+    if args.db:
+        argv += ["--db", args.db]
+    if library is not None:
+        argv += ["--library", str(library.root)]
+    return argv

@@ -16,6 +16,13 @@ class ServerSettings:
 
     host: str = param("127.0.0.1", doc="address to listen on")
     port: int = param(8765, doc="TCP port (0 picks a free one)", min=0, max=65535)
+    workers: int = param(
+        0,
+        doc="worker processes serving sessions behind the one port (`legato serve --workers`);"
+        " 0: one per usable core; 1: a single process",
+        min=0,
+        max=256,
+    )
     max_sessions: int = param(
         512, doc="sessions (live or awaiting resume) before new ones are refused", min=1, max=100000
     )

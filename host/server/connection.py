@@ -14,7 +14,6 @@ import hmac
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -54,6 +53,7 @@ from ..protocol.messages import (
 from ..records.recorder import Recorder
 from .history import HistoryQueries
 from .playback import PlaybackSession, open_playback
+from .relay import relay
 from .session import Session, error_message, open_live
 
 log = logging.getLogger("legato.server")
@@ -78,6 +78,10 @@ class Host(Protocol):
 
     def full(self) -> bool: ...
 
+    def new_session_id(self) -> str: ...
+
+    def owner_port(self, session_id: str) -> int | None: ...
+
     def add(self, session: Session) -> None: ...
 
     def forget(self, session: Session) -> None: ...
@@ -93,6 +97,7 @@ class Connection:
         self.settings = server.settings
         self.ws = ws
         self._session: Session | None = None
+        self._relaying = False
         self._active_at = trio.current_time()
 
     async def run(self) -> None:
@@ -113,7 +118,7 @@ class Connection:
             )
             await ws.aclose(CloseCode.TRY_AGAIN, "too many sessions")
             return
-        ids = (str(uuid.uuid4()), secrets.token_urlsafe(24))
+        ids = (server.new_session_id(), secrets.token_urlsafe(24))
         await ws.send_message(encode(self._hello(*ids)))
         async with trio.open_nursery() as watch:
             watch.start_soon(self._close_when_idle)
@@ -213,6 +218,11 @@ class Connection:
 
     async def _resume(self, resume: Resume) -> Session | None:
         session = self.server.sessions.get(resume.session_id)
+        owner = self.server.owner_port(resume.session_id) if session is None else None
+        if owner is not None:
+            self._relaying = True  # the owner watches for idleness now
+            await relay(self.ws, encode(resume), owner)
+            return None
         if session is None or not hmac.compare_digest(session.token, resume.token):
             await self.ws.send_message(
                 error_message(
@@ -263,7 +273,7 @@ class Connection:
         timeout = self.settings.idle_timeout_s
         while True:
             await trio.sleep_until(self._active_at + timeout)
-            waiting = self._session is not None and self._session.ending
+            waiting = self._relaying or (self._session is not None and self._session.ending)
             if waiting:
                 self._active_at = trio.current_time()
             elif trio.current_time() >= self._active_at + timeout:

@@ -136,11 +136,11 @@ class PageStream(trio.abc.Stream):
 
 
 class PageListener(trio.abc.Listener[PageStream]):
-    """A TCP listener whose connections are ``PageStream``s."""
+    """A listener (TCP, or the connections a worker is handed) whose connections are
+    ``PageStream``s."""
 
-    def __init__(self, inner: trio.SocketListener) -> None:
+    def __init__(self, inner: trio.abc.Listener[trio.SocketStream]) -> None:
         self.inner = inner
-        self.socket = inner.socket
 
     async def accept(self) -> PageStream:
         return PageStream(await self.inner.accept())

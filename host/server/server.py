@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import time
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer
@@ -22,9 +23,12 @@ from ..config.settings import ServerSettings
 from ..library.fingerprints import FingerprintCache
 from ..library.tracks import Library
 from ..protocol.messages import PROTOCOL_VERSION, CloseCode, ServerShutdown, encode
+from ..records.journal import Journal
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
+from . import handoff
 from .connection import Connection
+from .handoff import WorkerLink
 from .history import HistoryQueries
 from .page import PageListener
 from .session import Session
@@ -41,6 +45,8 @@ class Server:
         settings: ServerSettings | None = None,
         recorder: Recorder | None = None,
         library: Library | None = None,
+        worker: WorkerLink | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
         self.settings = settings or config.server
@@ -54,6 +60,10 @@ class Server:
         self._listen_scope: trio.CancelScope | None = None
         self._root: trio.Nursery | None = None
         self._stop = trio.Event()
+        self.worker = worker
+        """This server's link to its supervisor when it is one of `--workers N`."""
+        self.journal = journal
+        self.connections = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -70,8 +80,13 @@ class Server:
                     database_timeout_s=self.settings.storage_timeout_s,
                 )
                 await root.start(self.fingerprints.run)
+            if self.worker is not None:
+                await root.start(self.worker.run)
+                root.start_soon(self._stop_when_orphaned, self.worker)
             async with trio.open_nursery() as handlers:
                 self.port = await root.start(self._listen, handlers)
+                if self.worker is not None:
+                    await self.worker.ready(self.port)
                 log.info(
                     "legato %s serving %s on ws://%s:%d/ (protocol v%d)",
                     __version__,
@@ -95,13 +110,21 @@ class Server:
         self, handlers: trio.Nursery, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve WebSocket sessions, and the browser page to plain HTTP requests, on the
-        configured address (see page.py)."""
+        configured address (see page.py); a worker serves the connections its supervisor hands
+        it, and listens on a private loopback port for connections relayed by other workers."""
         with trio.CancelScope() as scope:
             self._listen_scope = scope
-            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+            if self.worker is None:
+                host, port = self.settings.host, self.settings.port
+            else:
+                host, port = "127.0.0.1", 0
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            accepting: list[trio.abc.Listener] = [PageListener(lst) for lst in listeners]
+            if self.worker is not None:
+                accepting.append(PageListener(self.worker.listener))
             server = WebSocketServer(
                 self._handle,
-                [PageListener(listener) for listener in listeners],  # type: ignore[misc]
+                accepting,  # type: ignore[arg-type]
                 handler_nursery=handlers,
                 max_message_size=self.settings.max_message_bytes,
                 message_queue_size=4,
@@ -142,6 +165,7 @@ class Server:
             ws = await request.accept()
         except Exception:
             return
+        self._count_connection(+1)
         try:
             await Connection(self, ws).run()
         except ConnectionClosed:
@@ -151,6 +175,27 @@ class Server:
             with trio.move_on_after(1):
                 with contextlib.suppress(Exception):
                     await ws.aclose(CloseCode.INTERNAL, "internal server error")
+        finally:
+            self._count_connection(-1)
+
+    def _count_connection(self, change: int) -> None:
+        self.connections += change
+        if self.worker is not None:
+            self.worker.report_load(self.connections)
+
+    async def _stop_when_orphaned(self, worker: WorkerLink) -> None:
+        """A worker whose supervisor is gone drains and stops."""
+        await worker.gone.wait()
+        log.warning("the supervisor is gone: draining")
+        self.shutdown()
+
+    def new_session_id(self) -> str:
+        """A fresh session id; a worker's names the worker (``handoff.session_id``)."""
+        return handoff.session_id(0 if self.worker is None else self.worker.index)
+
+    def owner_port(self, session_id: str) -> int | None:
+        """The private port of the worker holding ``session_id`` when another worker does."""
+        return None if self.worker is None else self.worker.owner_port(session_id)
 
     def full(self) -> bool:
         return len(self.sessions) >= self.settings.max_sessions
@@ -158,6 +203,8 @@ class Server:
     def add(self, session: Session) -> None:
         """Keep a new session (resumable by id) and start its task in the root nursery."""
         self.sessions[session.id] = session
+        if self.journal is not None and session.recording.recorder is not None:
+            self.journal.started(session.recording.row("active", 0))
         assert self._root is not None
         self._root.start_soon(self._analyse, session)
 
@@ -179,6 +226,8 @@ class Server:
 
     async def _analyse(self, session: Session) -> None:
         await session.analyse()
+        if self.journal is not None:
+            self.journal.ended(session.id)
         s = session.summary or {}
         log.info(
             "session %s %s: %.1f s of audio, %d events, %d frames dropped",
@@ -203,17 +252,27 @@ async def serve(
     settings: ServerSettings | None = None,
     storage: Storage | None = None,
     library: Library | None = None,
+    worker: WorkerLink | None = None,
+    journal: Journal | None = None,
 ) -> None:
     """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once).
     With ``storage``, sessions are recorded in it (and fingerprints looked up there); with
-    ``library``, playback pipelines serve its tracks."""
+    ``library``, playback pipelines serve its tracks. As one of `--workers N`, ``worker`` links
+    it to its supervisor and ``journal`` keeps its open sessions (those a dead predecessor left
+    open are recorded ``abandoned`` first)."""
     settings = settings or config.server
     recorder = None if storage is None else await open_recorder(storage, settings)
-    server = Server(config, settings, recorder, library)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
-        await server.run()
-        nursery.cancel_scope.cancel()
+    if journal is not None:
+        journal.recover(recorder, time.time())
+    server = Server(config, settings, recorder, library, worker, journal)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+            await server.run()
+            nursery.cancel_scope.cancel()
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 async def _watch_signals(server: Server, everything: trio.CancelScope) -> None:
