@@ -4,8 +4,6 @@ or `legato serve` as a subprocess. Every result is compared with the offline run
 from __future__ import annotations
 
 import json
-import socket
-import struct
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from live import free_port, legato_serve
+from live import Proxy, free_port, legato_serve
 
 from legato.client.session import BlockingSession, ClientError, Session, connect, to_s16le
 from legato.config.pipelines import Config, load_config
@@ -265,62 +263,6 @@ def _key(event: dict[str, Any]) -> str:
 
 
 # ---- resume --------------------------------------------------------------------------------
-
-
-class Proxy:
-    """A TCP relay between client and server whose connections can be cut (with RST, so data
-    in flight is lost) and which can refuse new connections."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = 0
-        self.accepting = True
-        self.swallow_up = False  # discard client -> server bytes (until the next cut)
-        self.swallow_down = False  # discard server -> client bytes
-        self.connections = 0
-        self._live: list[trio.CancelScope] = []
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started()
-        await trio.serve_listeners(self._relay, listeners)
-
-    def cut(self) -> None:
-        for scope in self._live:
-            scope.cancel()
-        self._live.clear()
-        self.swallow_up = self.swallow_down = False
-
-    async def _relay(self, client: trio.SocketStream) -> None:
-        if not self.accepting:
-            _reset(client)
-            return
-        self.connections += 1
-        upstream = await trio.open_tcp_stream("127.0.0.1", self.target)
-        with trio.CancelScope() as scope:
-            self._live.append(scope)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pipe, client, upstream, "swallow_up", scope)
-                nursery.start_soon(self._pipe, upstream, client, "swallow_down", scope)
-        _reset(client)
-        _reset(upstream)
-
-    async def _pipe(
-        self, src: trio.SocketStream, dst: trio.SocketStream, swallow: str, scope: trio.CancelScope
-    ) -> None:
-        try:
-            async for chunk in src:
-                if not getattr(self, swallow):
-                    await dst.send_all(chunk)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        scope.cancel()
-
-
-def _reset(stream: trio.SocketStream) -> None:
-    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    stream.socket.close()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -85,7 +86,10 @@ def command(args: argparse.Namespace) -> int:
     worker = journal = None
     if args.worker_channel is not None:
         logging.getLogger().handlers[0].setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s [worker {args.worker_index}] %(message)s")
+            logging.Formatter(
+                f"%(asctime)s %(levelname)s [worker {args.worker_index} pid {os.getpid()}]"
+                " %(message)s"
+            )
         )
         worker = WorkerLink(socket.socket(fileno=args.worker_channel), args.worker_index)
         journal = Journal(Path(args.run_dir) / f"worker-{args.worker_index}.journal")

@@ -1,0 +1,271 @@
+"""`legato serve --workers 2` as an operator runs it (real processes, real sockets, a SQLite file):
+sessions spread over the workers and give what an offline run gives, a resume reaches the
+worker holding its session whichever worker takes the connection, a worker killed with
+SIGKILL is replaced and its sessions end `abandoned` while the other keeps serving, and
+SIGTERM drains every worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import trio
+from live import RATE, Proxy, drain, legato_serve, phrase, receive
+from trio_websocket import open_websocket_url
+
+from legato.client.session import connect
+from legato.config.pipelines import load_config
+from legato.engine.runner import run_file
+from legato.testing import registry
+
+BLOCK = 4096
+
+
+def url(port: int) -> str:
+    return f"ws://127.0.0.1:{port}/"
+
+
+def worker_of(session_id: str) -> int:
+    return uuid.UUID(session_id).int & 0xFF
+
+
+@pytest.fixture
+def take(tmp_path: Path) -> Path:
+    path = tmp_path / "take.wav"
+    sf.write(path, phrase(3.0), RATE)
+    return path
+
+
+def offline(path: Path, block: int = BLOCK) -> list[dict[str, Any]]:
+    """The events `legato run` gives, in the order blocks of ``block`` frames give them."""
+    events: list[dict[str, Any]] = []
+    run_file(load_config(None, registry()).pipeline("analyze"), path, events.append, block)
+    return json.loads(json.dumps(events))
+
+
+def blocks_of(path: Path) -> list[np.ndarray]:
+    audio, _ = sf.read(path, dtype="float32")
+    return [audio[i : i + BLOCK] for i in range(0, len(audio), BLOCK)]
+
+
+def without_seq(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "seq"} for e in events]
+
+
+def workers_in(log: Path) -> dict[int, int]:
+    """Worker index -> pid, from the workers' log lines (the latest start of each)."""
+    found: dict[int, int] = {}
+    for index, pid in re.findall(r"\[worker (\d+) pid (\d+)\]", log.read_text()):
+        found[int(index)] = int(pid)
+    return found
+
+
+def parent_of(pid: int) -> int:
+    """The parent process of ``pid`` (/proc/PID/stat, field 4)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    """Running (a process that exited but was not waited for yet is a zombie: not alive)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+async def stream_session(port: int, path: Path, **start: Any) -> tuple[str, list[dict[str, Any]]]:
+    async with connect(url(port), sample_rate=RATE, **start) as session:
+        for block in blocks_of(path):
+            await session.send(block)
+        await session.end()
+        events = [event async for event in session.events()]
+        return session.session_id, events
+
+
+async def test_sessions_spread_over_the_workers_and_match_offline(
+    tmp_path: Path, take: Path
+) -> None:
+    with legato_serve(tmp_path, "--workers", "2") as port:
+        results: list[tuple[str, list[dict[str, Any]]]] = []
+
+        async def one() -> None:
+            results.append(await stream_session(port, take))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(one)
+    expected = offline(take)
+    assert {worker_of(session_id) for session_id, _ in results} == {0, 1}
+    for _, events in results:
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert without_seq(events) == expected
+
+
+async def test_a_resume_reaches_the_worker_holding_the_session(tmp_path: Path, take: Path) -> None:
+    """The session starts on one worker; the resume comes in on a connection the supervisor
+    gives the other one (the least loaded), which relays it to the owner."""
+    blocks = blocks_of(take)
+    half = len(blocks) // 2
+    with legato_serve(tmp_path, "--workers", "2") as port:
+        async with open_websocket_url(url(port)) as first:
+            hello = await receive(first)
+            owner = worker_of(hello["session_id"])
+            await first.send_message(
+                json.dumps({"type": "start", "pipeline": "analyze", "sample_rate": RATE})
+            )
+            assert (await receive(first))["type"] == "started"
+            for block in blocks[:half]:
+                await first.send_message(block.astype("<f4").tobytes())
+            seen: list[dict[str, Any]] = []
+            with trio.fail_after(10):
+                while not seen or seen[-1]["sample"] < half * BLOCK - 4096:
+                    message = await receive(first)
+                    if message["type"] == "analysis":
+                        seen.extend(message["events"])
+            async with open_websocket_url(url(port)) as second:
+                other = await receive(second)
+                assert worker_of(other["session_id"]) != owner  # the least-loaded worker
+                resume = {
+                    "type": "resume",
+                    "session_id": hello["session_id"],
+                    "token": hello["resume_token"],
+                    "last_seq": seen[-1]["seq"],
+                }
+                await second.send_message(json.dumps(resume))
+                resumed = await receive(second)
+                assert resumed["type"] == "resumed", resumed
+                assert resumed["session_id"] == hello["session_id"]
+                assert resumed["samples_received"] == half * BLOCK
+                for block in blocks[half:]:
+                    await second.send_message(block.astype("<f4").tobytes())
+                await second.send_message('{"type": "end"}')
+                events, _, summary = await drain(second)
+    assert summary is not None and summary["status"] == "completed"
+    everything = seen + events
+    assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+    assert without_seq(everything) == offline(take)
+
+
+async def test_resume_through_cuts_with_the_client_library(tmp_path: Path, take: Path) -> None:
+    """The client reconnects through a proxy that cuts it: whichever worker each reconnect
+    lands on, no event is lost or repeated."""
+    blocks = [block[i : i + 512] for block in blocks_of(take) for i in range(0, BLOCK, 512)]
+    cuts = {len(blocks) // 4, len(blocks) // 2, 3 * len(blocks) // 4}
+    with legato_serve(tmp_path, "--workers", "2") as port:
+        proxy = Proxy(port)
+        seen: list[dict[str, Any]] = []
+        async with trio.open_nursery() as outer:
+            await outer.start(proxy.run)
+            async with connect(url(proxy.port), sample_rate=RATE) as session:
+
+                async def feed() -> None:
+                    for i, data in enumerate(blocks):
+                        if i in cuts:
+                            proxy.cut()
+                        await session.send(data)
+                        await trio.sleep(0.002)
+                    await session.end()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(feed)
+                    async for event in session.events():
+                        seen.append(event)
+            outer.cancel_scope.cancel()
+    assert proxy.connections == 1 + len(cuts)
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert without_seq(seen) == offline(take, 512)
+
+
+async def test_a_killed_worker_is_replaced_and_its_sessions_abandoned(
+    tmp_path: Path, take: Path
+) -> None:
+    db = tmp_path / "legato.db"
+    with legato_serve(tmp_path, "--workers", "2", "--db", f"sqlite:///{db}") as port:
+        log = tmp_path / "serve.log"
+        wait_for(lambda: len(workers_in(log)) == 2)
+        async with open_websocket_url(url(port)) as doomed:
+            hello = await receive(doomed)
+            victim = worker_of(hello["session_id"])
+            start = {"type": "start", "pipeline": "analyze", "sample_rate": RATE, "user": "ann"}
+            await doomed.send_message(json.dumps(start))
+            assert (await receive(doomed))["type"] == "started"
+            await doomed.send_message(blocks_of(take)[0].astype("<f4").tobytes())
+            await trio.sleep(0.5)  # its session row reaches the database
+            old_pid = workers_in(log)[victim]
+            os.kill(old_pid, signal.SIGKILL)
+            _, _, summary = await drain(doomed)
+        assert summary is None  # the process holding it is gone
+        wait_for(lambda: workers_in(log).get(victim, old_pid) != old_pid)
+
+        def status() -> str | None:
+            with sqlite3.connect(db) as conn:
+                row = conn.execute(
+                    "SELECT status FROM sessions WHERE id = ?", (hello["session_id"],)
+                ).fetchone()
+            return row[0] if row else None
+
+        wait_for(lambda: status() == "abandoned")
+        assert "exited with status" in log.read_text()
+        # both workers serve new sessions, the replacement included
+        await trio.sleep(0.5)  # the replacement reports ready just after its log line
+        results: list[tuple[str, list[dict[str, Any]]]] = []
+
+        async def one() -> None:
+            results.append(await stream_session(port, take))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one)
+            nursery.start_soon(one)
+        assert {worker_of(session_id) for session_id, _ in results} == {0, 1}
+        assert all(without_seq(events) == offline(take) for _, events in results)
+
+
+async def test_sigterm_drains_every_worker(tmp_path: Path, take: Path) -> None:
+    with legato_serve(tmp_path, "--workers", "2") as port:
+        log = tmp_path / "serve.log"
+        wait_for(lambda: len(workers_in(log)) == 2)
+        pids = list(workers_in(log).values())
+        supervisor = parent_of(pids[0])
+        assert parent_of(pids[1]) == supervisor
+        results: list[list[dict[str, Any]]] = []
+        async with trio.open_nursery() as nursery:
+
+            async def session() -> None:
+                async with open_websocket_url(url(port)) as ws:
+                    await receive(ws)
+                    await ws.send_message(
+                        json.dumps({"type": "start", "pipeline": "analyze", "sample_rate": RATE})
+                    )
+                    assert (await receive(ws))["type"] == "started"
+                    for block in blocks_of(take):
+                        await ws.send_message(block.astype("<f4").tobytes())
+                    events, others, summary = await drain(ws)
+                    assert summary is not None and summary["status"] == "completed"
+                    assert any(m["type"] == "server_shutdown" for m in others)
+                    results.append(without_seq(events))
+
+            nursery.start_soon(session)
+            nursery.start_soon(session)
+            await trio.sleep(1.0)  # both sessions started and streaming
+            os.kill(supervisor, signal.SIGTERM)
+        assert len(results) == 2 and all(r == offline(take) for r in results)
+        wait_for(lambda: not any(alive(pid) for pid in [*pids, supervisor]))
