@@ -110,21 +110,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pinned(core: int | None) -> Callable[[], None] | None:
-    return None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+ALL_CORES = sorted(os.sched_getaffinity(0))
+"""The cores this benchmark may use, read before it pins itself: an unpinned server gets all."""
 
 
-def legato_command(port: int) -> list[str]:
+def pinned(core: int | None) -> Callable[[], None]:
+    """The server's core: ``core``, or every core (not the one this process pinned itself to)."""
+    cores = set(ALL_CORES) if core is None else {core}
+    return lambda: os.sched_setaffinity(0, cores)
+
+
+def legato_command(port: int, workers: int = 1) -> list[str]:
+    options = ["serve", "--port", str(port), "--workers", str(workers)]
     script = Path(sys.executable).with_name("legato")
     if script.exists():
-        return [str(script), "serve", "--port", str(port)]
+        return [str(script), *options]
     code = "import sys; from legato.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", code, "serve", "--port", str(port)]
+    return [sys.executable, "-c", code, *options]
 
 
-def server_command(kind: str, port: int) -> list[str]:
+def server_command(kind: str, port: int, workers: int) -> list[str]:
     if kind == "legato":
-        return legato_command(port)
+        return legato_command(port, workers)
     return [sys.executable, str(Path(__file__).resolve()), "--echo-server", str(port)]
 
 
@@ -142,12 +149,12 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, errors: IO[bytes]) 
 
 
 @contextmanager
-def serving(kind: str, core: int | None) -> Iterator[tuple[int, int]]:
+def serving(kind: str, core: int | None, workers: int = 1) -> Iterator[tuple[int, int]]:
     """A fresh server process (so idle and peak RSS belong to this run only): (pid, port)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            server_command(kind, port),
+            server_command(kind, port, workers),
             cwd=scratch,  # whatever the server writes by default lands here and goes
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -166,11 +173,29 @@ def serving(kind: str, core: int | None) -> Iterator[tuple[int, int]]:
                 proc.wait(timeout=5)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a supervisor and its workers), from /proc."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        with suppress(OSError):  # children are listed under the thread that started them
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/PID/stat (fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """utime + stime of a process and its descendants, from /proc/PID/stat (fields 14, 15)
+    and the children's exited totals (16, 17) of the process itself."""
+    total = 0.0
+    for member in process_tree(pid):
+        with suppress(OSError), open(f"/proc/{member}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            if member == pid:
+                total += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return total
 
 
 def core_busy(cores: list[int]) -> list[float]:
@@ -186,11 +211,14 @@ def core_busy(cores: list[int]) -> list[float]:
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+    """Resident memory of a process and its descendants (a supervisor and its workers)."""
+    total = 0.0
+    for member in process_tree(pid):
+        with suppress(OSError), open(f"/proc/{member}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024.0
+    return total
 
 
 # ---- the load generator -------------------------------------------------------------------
@@ -681,9 +709,10 @@ class Bench:
     """Runs one measurement per call, each against a fresh server, and plans the ceiling
     search around how long runs have taken so far."""
 
-    def __init__(self, frames: list[bytes], server_core: int | None) -> None:
+    def __init__(self, frames: list[bytes], server_core: int | None, workers: int = 1) -> None:
         self.frames = frames
         self.server_core = server_core
+        self.workers = workers
         self.overheads: list[float] = []
 
     def decide(self, kind: str, sessions: int, seconds: float, deadline: float) -> Section:
@@ -703,7 +732,9 @@ class Bench:
 
     def measure(self, kind: str, sessions: int, seconds: float) -> Section:
         started = time.monotonic()
-        with serving(kind, self.server_core) as (pid, port):
+        several = kind == "legato" and self.workers > 1
+        core = None if several else self.server_core  # workers get every core
+        with serving(kind, core, self.workers) as (pid, port):
             trio.run(drive, kind, pid, port, 1, 0.3, self.frames)  # warm-up, not reported
             time.sleep(0.2)
             idle = rss_mb(pid)
@@ -713,7 +744,7 @@ class Bench:
         fit = run["server"].pop("rss_fit", None)
         if kind == "legato" and fit and run["events_received"] and run["event_buffer"]:
             run["server"]["memory_per_session"] = memory_model(run, idle, fit)
-        if self.server_core is not None:
+        if core is not None:
             contention(run)
         run["fits_ceiling"] = fits_ceiling(run)
         self.overheads.append(time.monotonic() - started - seconds)
@@ -889,6 +920,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scheduling niceness for the servers and the generator (negative needs root): "
         "on a shared machine, keeps other work from taking the pinned cores mid-run",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="legato serve --workers N (default 1; more than 1 leaves the server unpinned);"
+        " server CPU and RSS count the supervisor and every worker",
+    )
     p.add_argument("--quick", action="store_true", help="2 sessions, 3 s, no ceiling search")
     p.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -907,7 +945,15 @@ def main(argv: list[str] | None = None) -> int:
     server_core, pinning = pin_cores()
     pinning["nice"] = renice(args.nice)
     info = machine(pinning)
-    bench = Bench(make_frames(min(SIGNAL_SECONDS, max(args.seconds, 3.0))), server_core)
+    if args.workers > 1:
+        pinning["workers"] = (
+            f"legato runs {args.workers} worker processes (and their supervisor) on every core,"
+            " unpinned; the load generator stays on core 1, so on a 2-core machine it competes"
+            " with a worker for that core: read load_generator.cpu_percent and send_lag_ms"
+            " beside the server's figures. The echo server stays one process on core 0."
+        )
+    frames = make_frames(min(SIGNAL_SECONDS, max(args.seconds, 3.0)))
+    bench = Bench(frames, server_core, args.workers)
     legato: Section = {}
     echo: Section = {}
     for n in args.sessions:
@@ -921,6 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             "sample_rate": RATE,
             "frame_interval_ms": PERIOD * 1000.0,
             "pipeline": "analyze (built-in config)",
+            "workers": args.workers,
             "signal": "bench/signals.py music line, 44.1 kHz mono float32; each session starts "
             "at its own offset and phase within the frame period",
             "latency": "legato: send of the frame ending at sample S to receipt of the first "

@@ -329,7 +329,7 @@ NO_STORAGE = (
 
 
 def paced(
-    command: Callable[[int], list[str]], sessions: int, seconds: float, server_core: int | None
+    command: Callable[..., list[str]], sessions: int, seconds: float, server_core: int | None
 ) -> Section:
     """One warm-up session, then ``sessions`` paced ones, against a fresh server process."""
     serve = load.legato_command
@@ -365,10 +365,12 @@ def live(sessions: int, seconds: float, scratch: Path) -> Section:
     url = f"sqlite:///{db}"
     serve = load.legato_command
     server_core, pinning = load.pin_cores()
-    run = paced(lambda port: [*serve(port), "--db", url], sessions, seconds, server_core)
+    run = paced(
+        lambda port, workers=1: [*serve(port, workers), "--db", url], sessions, seconds, server_core
+    )
     log("live: the same without storage")
     bare = [sys.executable, "-c", NO_STORAGE]
-    baseline = paced(lambda port: [*bare, str(port)], sessions, seconds, server_core)
+    baseline = paced(lambda port, workers=1: [*bare, str(port)], sessions, seconds, server_core)
 
     async def stored() -> list[Section]:
         async with connected(url) as storage:
