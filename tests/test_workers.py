@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -26,7 +26,13 @@ from trio_websocket import open_websocket_url
 from legato.client.session import connect
 from legato.config.pipelines import load_config
 from legato.engine.runner import run_file
+from legato.storage import open_storage
 from legato.testing import registry
+
+if TYPE_CHECKING:
+    from storage_fixtures import Backend
+
+pytest_plugins = ("storage_fixtures",)
 
 BLOCK = 4096
 
@@ -118,6 +124,33 @@ async def test_sessions_spread_over_the_workers_and_match_offline(
     for _, events in results:
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert without_seq(events) == expected
+
+
+async def test_every_worker_records_every_event_once(
+    tmp_path: Path, take: Path, backend: Backend, empty_url: str
+) -> None:
+    """Both workers write to one database (SQLite file or Postgres): each session's row,
+    events and result, nothing lost or duplicated."""
+    with legato_serve(tmp_path, "--workers", "2", "--db", empty_url) as port:
+        results: list[tuple[str, list[dict[str, Any]]]] = []
+
+        async def one(n: int) -> None:
+            results.append(await stream_session(port, take, user=f"user{n}"))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(one, n)
+    assert {worker_of(session_id) for session_id, _ in results} == {0, 1}
+    storage = open_storage(empty_url, registry())
+    await storage.connect()
+    try:
+        for session_id, events in results:
+            stored = await storage.get_session(session_id)
+            assert stored["status"] == "completed"
+            assert stored["analysis_result"] is not None
+            assert stored["events"] == events
+    finally:
+        await storage.close()
 
 
 async def test_a_resume_reaches_the_worker_holding_the_session(tmp_path: Path, take: Path) -> None:
