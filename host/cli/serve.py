@@ -93,11 +93,11 @@ def command(args: argparse.Namespace) -> int:
         )
         worker = WorkerLink(socket.socket(fileno=args.worker_channel), args.worker_index)
         journal = Journal(Path(args.run_dir) / f"worker-{args.worker_index}.journal")
-    elif workers > 1:
-        supervise(settings, workers, worker_argv(args, library))
-        return 0
     try:
-        trio.run(serve, config, settings, storage, library, worker, journal)
+        if worker is None and workers > 1:
+            supervise(settings, workers, worker_argv(args, library))
+        else:
+            trio.run(serve, config, settings, storage, library, worker, journal)
     except OSError as exc:
         raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
     return 0

@@ -73,14 +73,14 @@ class Supervisor:
         self.port: int | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+        self.port = listeners[0].socket.getsockname()[1]  # bound first: a taken port fails fast
         async with trio.open_nursery() as nursery:
             for worker in self.workers:
                 nursery.start_soon(self._keep, worker)
             with trio.fail_after(READY_TIMEOUT_S):
                 for worker in self.workers:
                     await worker.ready.wait()
-            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
-            self.port = listeners[0].socket.getsockname()[1]
             log.info(
                 "legato serving on ws://%s:%d/ with %d workers",
                 self.settings.host,
