@@ -151,3 +151,25 @@ class Proxy:
 def _reset(stream: trio.SocketStream) -> None:
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     stream.socket.close()
+
+
+async def feed_with_cuts(
+    session: Any, blocks: list[np.ndarray], cuts: set[int], proxy: Proxy
+) -> list[Event]:
+    """Send ``blocks`` through a client session, cutting the proxy before each block whose
+    index is in ``cuts``, then end it; every event the session delivers, in order."""
+    seen: list[Event] = []
+
+    async def feed() -> None:
+        for i, data in enumerate(blocks):
+            if i in cuts:
+                proxy.cut()
+            await session.send(data)
+            await trio.sleep(0.002)  # let analysis and events flow between cuts
+        await session.end()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed)
+        async for event in session.events():
+            seen.append(event)
+    return seen

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from live import Proxy, free_port, legato_serve
+from live import Proxy, feed_with_cuts, free_port, legato_serve
 
 from legato.client.session import BlockingSession, ClientError, Session, connect, to_s16le
 from legato.config.pipelines import Config, load_config
@@ -278,21 +278,8 @@ async def test_resume_after_cuts_delivers_every_event_once(
     path, block = audio_dir / "mono.wav", 512
     blocks = list(AudioFile(path).blocks(block))
     cuts = {len(blocks) // 4, len(blocks) // 2, 3 * len(blocks) // 4}
-    seen: list[dict[str, Any]] = []
     async with connect(url_of(proxy.port), sample_rate=RATE) as session:
-
-        async def feed() -> None:
-            for i, data in enumerate(blocks):
-                if i in cuts:
-                    proxy.cut()
-                await session.send(data)
-                await trio.sleep(0.002)  # let analysis and events flow between cuts
-            await session.end()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            async for event in session.events():
-                seen.append(event)
+        seen = await feed_with_cuts(session, blocks, cuts, proxy)
     assert proxy.connections == 1 + len(cuts)
     assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
     assert without_seq(seen) == offline(config, path, block)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from live import RATE, Proxy, drain, legato_serve, phrase, receive
+from live import RATE, Proxy, drain, feed_with_cuts, legato_serve, phrase, receive
 from trio_websocket import open_websocket_url
 
 from legato.client.session import connect
@@ -205,23 +205,10 @@ async def test_resume_through_cuts_with_the_client_library(tmp_path: Path, take:
     cuts = {len(blocks) // 4, len(blocks) // 2, 3 * len(blocks) // 4}
     with legato_serve(tmp_path, "--workers", "2") as port:
         proxy = Proxy(port)
-        seen: list[dict[str, Any]] = []
         async with trio.open_nursery() as outer:
             await outer.start(proxy.run)
             async with connect(url(proxy.port), sample_rate=RATE) as session:
-
-                async def feed() -> None:
-                    for i, data in enumerate(blocks):
-                        if i in cuts:
-                            proxy.cut()
-                        await session.send(data)
-                        await trio.sleep(0.002)
-                    await session.end()
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(feed)
-                    async for event in session.events():
-                        seen.append(event)
+                seen = await feed_with_cuts(session, blocks, cuts, proxy)
             outer.cancel_scope.cancel()
     assert proxy.connections == 1 + len(cuts)
     assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
