@@ -107,6 +107,18 @@ async def stream_session(port: int, path: Path, **start: Any) -> tuple[str, list
         return session.session_id, events
 
 
+async def session_on(ws: Any, path: Path) -> list[dict[str, Any]]:
+    """A whole session on an open connection (after its hello): its events."""
+    await ws.send_message(json.dumps({"type": "start", "pipeline": "analyze", "sample_rate": RATE}))
+    assert (await receive(ws))["type"] == "started"
+    for block in blocks_of(path):
+        await ws.send_message(block.astype("<f4").tobytes())
+    await ws.send_message('{"type": "end"}')
+    events, _, summary = await drain(ws)
+    assert summary is not None and summary["status"] == "completed"
+    return events
+
+
 async def test_sessions_spread_over_the_workers_and_match_offline(
     tmp_path: Path, take: Path
 ) -> None:
@@ -245,18 +257,41 @@ async def test_a_killed_worker_is_replaced_and_its_sessions_abandoned(
 
         wait_for(lambda: status() == "abandoned")
         assert "exited with status" in log.read_text()
-        # both workers serve new sessions, the replacement included
         await trio.sleep(0.5)  # the replacement reports ready just after its log line
-        results: list[tuple[str, list[dict[str, Any]]]] = []
+        for _ in range(2):  # whichever worker takes it: the session died with its worker
+            async with open_websocket_url(url(port)) as late:
+                await receive(late)
+                resume = {
+                    "type": "resume",
+                    "session_id": hello["session_id"],
+                    "token": hello["resume_token"],
+                    "last_seq": 0,
+                }
+                await late.send_message(json.dumps(resume))
+                refused = await receive(late)
+                assert refused["type"] == "error" and refused["code"] == "resume_failed"
+        # the replacement serves sessions: connections held open spread over both workers
+        async with trio.open_nursery() as held:
+            taken: list[int] = []
+            replacement = trio.Event()
 
-        async def one() -> None:
-            results.append(await stream_session(port, take))
+            async def hold() -> None:
+                async with open_websocket_url(url(port)) as ws:
+                    hello_again = await receive(ws)
+                    taken.append(worker_of(hello_again["session_id"]))
+                    if taken[-1] == victim and not replacement.is_set():
+                        replacement.set()
+                        events = await session_on(ws, take)
+                        assert without_seq(events) == offline(take)
+                    else:
+                        await trio.sleep_forever()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(one)
-            nursery.start_soon(one)
-        assert {worker_of(session_id) for session_id, _ in results} == {0, 1}
-        assert all(without_seq(events) == offline(take) for _, events in results)
+            with trio.fail_after(20):
+                while not replacement.is_set():
+                    held.start_soon(hold)
+                    await trio.sleep(0.2)
+                    assert len(taken) < 8, taken
+            held.cancel_scope.cancel()
 
 
 async def test_sigterm_drains_every_worker(tmp_path: Path, take: Path) -> None:

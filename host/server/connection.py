@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .. import __version__
 from ..config.pipelines import Config
@@ -221,8 +221,11 @@ class Connection:
         owner = self.server.owner_port(resume.session_id) if session is None else None
         if owner is not None:
             self._relaying = True  # the owner watches for idleness now
-            await relay(self.ws, encode(resume), owner)
-            return None
+            try:
+                await relay(self.ws, encode(resume), owner)
+                return None
+            except (OSError, HandshakeError):
+                self._relaying = False  # the owner is gone (it died): the session with it
         if session is None or not hmac.compare_digest(session.token, resume.token):
             await self.ws.send_message(
                 error_message(
