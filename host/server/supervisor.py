@@ -41,6 +41,8 @@ log = logging.getLogger("legato.server")
 
 READY_TIMEOUT_S = 60.0
 """Longest wait for a worker to import, open storage and report ready."""
+HAND_OVER_WAIT_S = 10.0
+"""Longest a new connection waits for a worker to become ready (all restarting)."""
 
 
 def usable_cores() -> int:
@@ -103,19 +105,31 @@ class Supervisor:
     async def _accept(self, listener: trio.SocketListener) -> None:
         while True:
             stream = await listener.accept()
-            worker = min(
-                (w for w in self.workers if w.channel is not None and w.ready.is_set()),
-                key=lambda w: (w.load, w.index),
-                default=None,
-            )
             try:
-                if worker is not None and worker.channel is not None:
-                    await handoff.send(worker.channel, b"conn", stream.socket.fileno())
-                    worker.load += 1  # until the worker reports its own count
-            except OSError:
-                log.warning("worker %d did not take a connection", worker.index if worker else -1)
+                await self._hand_over(stream)
             finally:
                 await stream.aclose()  # our copy; the worker holds its own
+
+    async def _hand_over(self, stream: trio.SocketStream) -> None:
+        """Pass the connection to the least-loaded ready worker; while none is ready (all of
+        them restarting) wait up to ``HAND_OVER_WAIT_S``; a worker that fails to take it (it
+        just died) is skipped for the next."""
+        with trio.move_on_after(HAND_OVER_WAIT_S):
+            while True:
+                ready = [w for w in self.workers if w.channel is not None and w.ready.is_set()]
+                if not ready:
+                    await trio.sleep(0.05)
+                    continue
+                worker = min(ready, key=lambda w: (w.load, w.index))
+                try:
+                    assert worker.channel is not None
+                    await handoff.send(worker.channel, b"conn", stream.socket.fileno())
+                except OSError:
+                    worker.ready = trio.Event()  # gone: its restart sets ready again
+                    continue
+                worker.load += 1  # until the worker reports its own count
+                return
+        log.warning("no worker ready for %g s: a connection was closed", HAND_OVER_WAIT_S)
 
     # ---- workers ------------------------------------------------------------------------
 
