@@ -46,6 +46,8 @@ HAND_OVER_WAIT_S = 10.0
 
 
 def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or taskset narrows),
+    the default number of workers."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -54,6 +56,9 @@ def usable_cores() -> int:
 
 @attrs.define(eq=False)
 class Worker:
+    """One worker slot: its current process and channel, the connections it reported holding,
+    its private port, and whether it is ready to take connections."""
+
     index: int
     process: trio.Process | None = None
     channel: socket.socket | None = None
