@@ -353,3 +353,31 @@ def test_kernel_rejects_bad_params_and_small_caps() -> None:
     assert lib.lg_yin_max_outputs(y, 4096) == 5  # nothing was consumed
     assert lib.lg_yin_process(y, *args, view(voiced, "int"), 5) == 5
     assert lib.lg_yin_process(y, args[0], -1, *args[2:], view(voiced, "int"), 8) == -1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(20.0, 8000.0), st.floats(0.0, 1.0, exclude_max=True)),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_summary_medians_in_fixed_memory_are_within_half_a_cent(
+    frames: list[tuple[float, float]],
+) -> None:
+    """The summary's medians come from fixed-size histograms (a long stream must not grow the
+    stage): f0 within half a cent of the exact median's middle values, confidence within 5e-5."""
+    from legato.plugins.pitch_yin.medians import VoicedMedians
+
+    medians = VoicedMedians()
+    for f0, confidence in frames:
+        medians.add(f0, confidence)
+    f0s = sorted(f for f, _ in frames)
+    low, high = f0s[(len(f0s) - 1) // 2], f0s[len(f0s) // 2]
+    got = medians.f0()
+    assert got is not None
+    assert 1200 * math.log2(got / low) >= -0.51 and 1200 * math.log2(got / high) <= 0.51
+    confidences = sorted(c for _, c in frames)
+    c_low, c_high = confidences[(len(frames) - 1) // 2], confidences[len(frames) // 2]
+    assert c_low - 6e-5 <= medians.confidence() <= c_high + 6e-5

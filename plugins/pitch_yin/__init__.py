@@ -49,7 +49,9 @@ PITCH_YIN = StageType(
             doc=(
                 "At end of stream: sample is the stream length; frames analysed, voiced frames, "
                 "median f0 and median confidence over the voiced frames (None if there are "
-                "none), and how many non-finite input samples were read as silence."
+                "none; read from fixed-size histograms, within half a cent and 5e-5 of the "
+                "exact medians, so a long stream costs no memory), and how many non-finite "
+                "input samples were read as silence."
             ),
             rate="end",
             fields={

@@ -1,10 +1,9 @@
 """The streaming pitch_yin stage: feeds blocks to the C estimator, turns its frames into pitch
-events with note names, and keeps the voiced frames' values for the end-of-stream summary."""
+events with note names, and keeps the voiced frames' medians (in fixed memory) for the
+end-of-stream summary."""
 
 from __future__ import annotations
 
-from array import array
-from statistics import median
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from legato.kernels import OutBuffer, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
+from .medians import VoicedMedians
 from .notes import nearest_note
 from .params import PitchYinParams
 
@@ -40,8 +40,7 @@ class PitchYin:
         self._centre = lib.lg_yin_window(self._state) // 2
         self._frames = 0
         self._samples = 0
-        self._voiced_f0 = array("d")
-        self._voiced_confidence = array("d")
+        self._medians = VoicedMedians()
         self._f0 = OutBuffer(np.float64, "double")
         self._confidence = OutBuffer(np.float64, "double")
         self._voiced = OutBuffer(np.intc, "int")
@@ -66,15 +65,15 @@ class PitchYin:
     def finish(self) -> list[Event]:
         """Only complete frames are analysed: the samples of a final partial frame count in the
         summary's stream length but produce no pitch event."""
-        voiced = len(self._voiced_f0)
+        voiced = self._medians.count
         return [
             {
                 "kind": "summary",
                 "sample": self._samples,
                 "frames": self._frames,
                 "voiced_frames": voiced,
-                "median_f0": median(self._voiced_f0) if voiced else None,
-                "median_confidence": median(self._voiced_confidence) if voiced else None,
+                "median_f0": self._medians.f0(),
+                "median_confidence": self._medians.confidence(),
                 "nonfinite_samples": int(lib.lg_yin_nonfinite(self._state)),
             }
         ]
@@ -87,8 +86,7 @@ class PitchYin:
         for k, (f, c, v) in enumerate(zip(f0, confidence, voiced, strict=True)):
             if v:
                 midi, note, cents = nearest_note(f, self._tuning)
-                self._voiced_f0.append(f)
-                self._voiced_confidence.append(c)
+                self._medians.add(f, c)
             else:
                 midi = note = cents = None
             events.append(
