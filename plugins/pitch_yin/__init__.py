@@ -49,7 +49,7 @@ PITCH_YIN = StageType(
             doc=(
                 "At end of stream: sample is the stream length; frames analysed, voiced frames, "
                 "median f0 and median confidence over the voiced frames (None if there are "
-                "none; read from fixed-size histograms, within half a cent and 5e-5 of the "
+                "none; read from fixed-size histograms, within half a cent and 5e-4 of the "
                 "exact medians, so a long stream costs no memory), and how many non-finite "
                 "input samples were read as silence."
             ),

@@ -1,6 +1,7 @@
 """Medians of a whole stream's voiced frames in fixed memory: histograms fine enough that the
-median is within half a cent (f0) and 5e-5 (confidence) of the exact one, however long the
-stream. Kept values would grow by 16 bytes per voiced frame, about 5 MB an hour of playing."""
+median is within half a cent (f0) and 5e-4 (confidence) of the exact one, however long the
+stream, sized to the stage's pitch range (a few tens of KB). Kept values would grow by 16 bytes
+per voiced frame, about 5 MB an hour of playing."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import math
 
 import numpy as np
 
-CENT_BINS = 128 * 100
-"""One bin per cent over MIDI 0-128 (8.2 Hz to 13.3 kHz); frequencies outside fall in the end
-bins."""
-CONFIDENCE_BINS = 10_000
+CENTS_MARGIN = 100.0
+"""Room beyond the stage's fmin and fmax (parabolic interpolation can step slightly out);
+frequencies further out fall in the end bins."""
+CONFIDENCE_BINS = 1000
 
 
 class Median:
@@ -21,7 +22,7 @@ class Median:
     def __init__(self, low: float, high: float, bins: int) -> None:
         self._low = low
         self._step = (high - low) / bins
-        self._counts = np.zeros(bins, dtype=np.int64)  # calloc'd: untouched pages cost nothing
+        self._counts = np.zeros(bins, dtype=np.int32)
         self.count = 0
 
     def add(self, value: float) -> None:
@@ -38,11 +39,18 @@ class Median:
         return self._low + self._step * ((lower + upper) / 2 + 0.5)
 
 
-class VoicedMedians:
-    """The medians of the voiced frames' f0 (on a cent scale) and confidence."""
+def cents(f0: float) -> float:
+    """f0 as cents above MIDI note 0 (A4 = 440 Hz is 6900)."""
+    return 100.0 * (69.0 + 12.0 * math.log2(f0 / 440.0))
 
-    def __init__(self) -> None:
-        self._cents = Median(0.0, 128.0 * 100.0, CENT_BINS)
+
+class VoicedMedians:
+    """The medians of the voiced frames' f0 (on a one-cent grid between ``fmin`` and ``fmax``)
+    and confidence."""
+
+    def __init__(self, fmin: float = 20.0, fmax: float = 8000.0) -> None:
+        low, high = cents(fmin) - CENTS_MARGIN, cents(fmax) + CENTS_MARGIN
+        self._cents = Median(low, high, math.ceil(high - low))
         self._confidence = Median(0.0, 1.0, CONFIDENCE_BINS)
 
     @property
@@ -50,7 +58,7 @@ class VoicedMedians:
         return self._cents.count
 
     def add(self, f0: float, confidence: float) -> None:
-        self._cents.add(100.0 * (69.0 + 12.0 * math.log2(f0 / 440.0)))
+        self._cents.add(cents(f0))
         self._confidence.add(confidence)
 
     def f0(self) -> float | None:

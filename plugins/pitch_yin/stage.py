@@ -40,7 +40,7 @@ class PitchYin:
         self._centre = lib.lg_yin_window(self._state) // 2
         self._frames = 0
         self._samples = 0
-        self._medians = VoicedMedians()
+        self._medians = VoicedMedians(params.fmin, params.fmax)
         self._f0 = OutBuffer(np.float64, "double")
         self._confidence = OutBuffer(np.float64, "double")
         self._voiced = OutBuffer(np.intc, "int")
