@@ -31,7 +31,16 @@ def kweighting_coefficients(
     return (coeffs[0], coeffs[1]), (coeffs[2], coeffs[3])
 
 
-def _defined(value: float) -> float | None:
+def check_loudness_format(sample_rate: int, channels: int) -> None:
+    """ValueError naming what BS.1770 loudness cannot measure (a stream the kernel refuses)."""
+    if not 1 <= channels <= 6:
+        raise ValueError(f"BS.1770 loudness takes {LOUDNESS_LAYOUTS}, not {channels}")
+    if not 8000 <= sample_rate <= 384000:
+        raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
+
+
+def defined(value: float) -> float | None:
+    """A kernel's NaN (nothing measured yet, e.g. no block passed the gates) as None."""
     return None if math.isnan(value) else value
 
 
@@ -74,10 +83,7 @@ class LoudnessMeter:
     ending at every multiple of ``report_hop`` frames. Values are LUFS, -inf for silence."""
 
     def __init__(self, sample_rate: int, channels: int, report_hop: int = 0) -> None:
-        if not 1 <= channels <= 6:
-            raise ValueError(f"BS.1770 loudness takes {LOUDNESS_LAYOUTS}, not {channels}")
-        if not 8000 <= sample_rate <= 384000:
-            raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
+        check_loudness_format(sample_rate, channels)
         self.channels = channels
         self._hop = report_hop
         self._state = owned(
@@ -110,12 +116,12 @@ class LoudnessMeter:
     @property
     def integrated(self) -> float | None:
         """None until a 400 ms block passes the gates."""
-        return _defined(lib.lg_loudness_integrated(self._state))
+        return defined(lib.lg_loudness_integrated(self._state))
 
     @property
     def loudness_range(self) -> float | None:
         """LU; None until a 3 s window passes the gates."""
-        return _defined(lib.lg_loudness_range(self._state))
+        return defined(lib.lg_loudness_range(self._state))
 
     @property
     def frames(self) -> int:

@@ -48,7 +48,6 @@ log = logging.getLogger("legato.fingerprints")
 Tier = Literal["database", "sidecar", "generated", "fallback"]
 TIERS: tuple[Tier, ...] = ("database", "sidecar", "generated", "fallback")
 
-DEFAULT_TIMEOUT_S = FINGERPRINT_TIMEOUT_S
 FILE_BLOCK_FRAMES = 65536
 """Frames decoded per read while fingerprinting: per-block costs vanish next to decoding."""
 
@@ -169,11 +168,11 @@ class FingerprintCache:
     def __init__(
         self,
         storage: Storage | None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = FINGERPRINT_TIMEOUT_S,
         limiter: trio.CapacityLimiter | None = None,
         *,
         sidecars: bool = True,
-        database_timeout_s: float = DEFAULT_TIMEOUT_S,
+        database_timeout_s: float = FINGERPRINT_TIMEOUT_S,
         fingerprinter: StageType | str | None = None,
     ) -> None:
         if not timeout_s > 0:

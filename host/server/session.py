@@ -447,10 +447,6 @@ class Session:
         """Whether ``scope``'s connection still holds the session (a resume takes it over)."""
         return self._connection is scope
 
-    @property
-    def connected(self) -> bool:
-        return self._connection is not None
-
     def release(self, scope: trio.CancelScope) -> float | None:
         """``scope``'s connection is gone. Unless a newer connection took over or the summary
         was delivered, the session is detached: returns the detach stamp for ``abandon_if``."""

@@ -8,11 +8,7 @@ from typing import Any
 import numpy as np
 
 from legato.kernels import OutBuffer, check, ffi, lib, owned, view
-from legato.meters import LOUDNESS_LAYOUTS
-
-
-def _defined(value: float) -> float | None:
-    return None if value != value else value
+from legato.meters import check_loudness_format, defined
 
 
 class DynamicsKernel:
@@ -20,10 +16,7 @@ class DynamicsKernel:
     completes as lists (rms dBFS, peak dBFS, momentary LUFS, short-term LUFS)."""
 
     def __init__(self, sample_rate: int, channels: int, hop: int) -> None:
-        if not 1 <= channels <= 6:
-            raise ValueError(f"BS.1770 loudness takes {LOUDNESS_LAYOUTS}, not {channels}")
-        if not 8000 <= sample_rate <= 384000:
-            raise ValueError(f"K-weighting is designed for 8000-384000 Hz, not {sample_rate}")
+        check_loudness_format(sample_rate, channels)
         self.channels = channels
         self._state: Any = owned(
             lib.lg_dynamics_new(sample_rate, channels, hop),
@@ -90,11 +83,11 @@ class DynamicsKernel:
 
     @property
     def integrated_lufs(self) -> float | None:
-        return _defined(lib.lg_loudness_integrated(self._loudness))
+        return defined(lib.lg_loudness_integrated(self._loudness))
 
     @property
     def loudness_range_lu(self) -> float | None:
-        return _defined(lib.lg_loudness_range(self._loudness))
+        return defined(lib.lg_loudness_range(self._loudness))
 
     @property
     def max_momentary_lufs(self) -> float:
