@@ -40,6 +40,12 @@ class ServerSettings:
     idle_timeout_s: float = param(
         60.0, doc="a connection that sends nothing for this long is closed", unit="s", min=1.0
     )
+    close_timeout_s: float = param(
+        5.0,
+        doc="a close the server starts completes within this, or the TCP connection is dropped",
+        unit="s",
+        min=0.1,
+    )
     resume_grace_s: float = param(
         30.0, doc="how long a dropped session waits to be resumed", unit="s", min=0.0, max=3600.0
     )

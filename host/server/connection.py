@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+from trio_websocket import HandshakeError
 
 from .. import __version__
 from ..config.pipelines import Config
@@ -55,6 +55,7 @@ from .history import HistoryQueries
 from .playback import PlaybackSession, open_playback
 from .relay import relay
 from .session import Session, error_message, open_live
+from .websocket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("legato.server")
 
@@ -92,7 +93,7 @@ class Host(Protocol):
 class Connection:
     """``run`` serves one accepted WebSocket for ``server`` until it closes."""
 
-    def __init__(self, server: Host, ws: WebSocketConnection) -> None:
+    def __init__(self, server: Host, ws: WebSocket) -> None:
         self.server = server
         self.settings = server.settings
         self.ws = ws

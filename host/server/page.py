@@ -1,20 +1,22 @@
 """The browser page on the server's own port: ``http://HOST:PORT/`` answers a plain HTTP GET
 with the page (``legato/server/web/``); WebSocket upgrades on the same port go to the protocol.
 
-Each accepted connection is wrapped in a ``PageStream`` that reads the request head before
-trio-websocket sees a byte: a WebSocket upgrade is handed on with the head replayed; anything
-else gets the page (or 404/405) and is closed, which the WebSocket layer sees as a connection
-that went away before its handshake. The head is read under a timeout and a size limit, in the
-connection's own task, so a slow or hostile client holds nothing but its own connection.
+Each accepted connection's request head is read first: a WebSocket upgrade becomes a
+``WebSocket`` (websocket.py); anything else gets the page (or 404/405) and is closed. The head
+is read under a timeout and a size limit, in the connection's own task, so a slow or hostile
+client holds nothing but its own connection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 from importlib import resources
 
 import trio
+
+from .websocket import WebSocket, close_socket, handshake_reply, recv_some, send_all
 
 HEAD_LIMIT = 16 << 10
 """Largest request head read; larger ones get 431."""
@@ -48,20 +50,22 @@ def response(status: str, body: bytes, content_type: str = "text/plain; charset=
     return head.encode("ascii") + body
 
 
-def answer(head: bytes) -> bytes | None:
-    """The HTTP response for a request head that is not a WebSocket upgrade; None for an
-    upgrade (the WebSocket layer answers it)."""
+def parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
+    """Method, target and headers (names lower-cased, values as sent) of a request head;
+    None when it is not HTTP."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return response("400 Bad Request", b"not an HTTP request\n")
-    method, target = parts[0], parts[1]
+        return None
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip().lower()
-    if "websocket" in headers.get("upgrade", ""):
-        return None
+        headers[name.strip().lower()] = value.strip()
+    return parts[0], parts[1], headers
+
+
+def answer(method: str, target: str) -> bytes:
+    """The HTTP response to a plain (not upgrade) request."""
     if method not in ("GET", "HEAD"):
         return response("405 Method Not Allowed", b"the page takes GET\n")
     path = target.split("?", 1)[0]
@@ -75,75 +79,62 @@ def answer(head: bytes) -> bytes | None:
     return full if method == "GET" else full[: full.index(b"\r\n\r\n") + 4]
 
 
-class PageStream(trio.abc.Stream):
-    """A connection whose request head is looked at first (see the module docstring)."""
+async def open_connection(
+    sock: socket.socket, max_message: int, close_timeout: float
+) -> WebSocket | None:
+    """Read the request head of a new connection (a non-blocking socket, taken over): a
+    WebSocket upgrade is accepted and returned; anything else gets its HTTP answer (the page,
+    400, 404, 405, 426 or 431) and the connection is closed (None)."""
+    head, rest = await _read_head(sock)
+    if head is None:
+        if len(rest) > HEAD_LIMIT:
+            await _reply(sock, response("431 Request Header Fields Too Large", b""))
+        else:
+            close_socket(sock)
+        return None
+    parsed = parse_head(head)
+    if parsed is None:
+        await _reply(sock, response("400 Bad Request", b"not an HTTP request\n"))
+        return None
+    method, target, headers = parsed
+    if "websocket" not in headers.get("upgrade", "").lower():
+        await _reply(sock, answer(method, target))
+        return None
+    reply, accepted = handshake_reply(method, headers)
+    if not accepted:
+        await _reply(sock, reply)
+        return None
+    with trio.move_on_after(HEAD_TIMEOUT_S) as sending:
+        sent = await send_all(sock, reply)
+    if sending.cancelled_caught or not sent:
+        close_socket(sock)
+        return None
+    return WebSocket(sock, rest, max_message, close_timeout)
 
-    def __init__(self, inner: trio.SocketStream) -> None:
-        self.inner = inner
-        self.socket = inner.socket
-        self._replay: bytes | None = None  # None: head not read yet
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._replay is None:
-            self._replay = await self._read_head()
-        if self._replay:
-            size = len(self._replay) if max_bytes is None else max_bytes
-            data, self._replay = self._replay[:size], self._replay[size:]
-            return data
-        return await self.inner.receive_some(max_bytes)
+async def _read_head(sock: socket.socket) -> tuple[bytes | None, bytes]:
+    """(head, bytes after it); (None, what came) when no complete head arrived in time or
+    within ``HEAD_LIMIT``."""
+    data = b""
+    with trio.move_on_after(HEAD_TIMEOUT_S):
+        while b"\r\n\r\n" not in data and len(data) <= HEAD_LIMIT:
+            chunk = await recv_some(sock)
+            if not chunk:
+                break
+            data += chunk
+    head, found, rest = data.partition(b"\r\n\r\n")
+    return (head, rest) if found and len(head) <= HEAD_LIMIT else (None, data)
 
-    async def _read_head(self) -> bytes:
-        """The request head for the WebSocket layer, or b"" once a plain request was
-        answered (or the client sent nothing usable in time) and the connection closed."""
-        head = b""
-        with trio.move_on_after(HEAD_TIMEOUT_S):
-            while b"\r\n\r\n" not in head and len(head) <= HEAD_LIMIT:
-                chunk = await self.inner.receive_some(4096)
-                if not chunk:
-                    break
-                head += chunk
-        if b"\r\n\r\n" not in head:
-            if len(head) > HEAD_LIMIT:
-                await self._reply(response("431 Request Header Fields Too Large", b""))
-            await self.inner.aclose()
-            return b""
-        reply = answer(head)
-        if reply is None:
-            return head
-        await self._reply(reply)
-        return b""
 
-    async def _reply(self, data: bytes) -> None:
-        """Send ``data`` and close. What the client is still sending is read and dropped
-        first (for a while): closing with unread input resets the connection, and the client
-        could lose the reply."""
-        with trio.move_on_after(HEAD_TIMEOUT_S), contextlib.suppress(trio.BrokenResourceError):
-            await self.inner.send_all(data)
-            await self.inner.send_eof()
+async def _reply(sock: socket.socket, data: bytes) -> None:
+    """Send ``data`` and close. What the client is still sending is read and dropped first
+    (for a while): closing with unread input resets the connection, and the client could lose
+    the reply."""
+    with trio.move_on_after(HEAD_TIMEOUT_S):
+        if await send_all(sock, data):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
             drained = 0
-            while drained < DRAIN_LIMIT and (chunk := await self.inner.receive_some(65536)):
+            while drained < DRAIN_LIMIT and (chunk := await recv_some(sock)):
                 drained += len(chunk)
-        await self.inner.aclose()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class PageListener(trio.abc.Listener[PageStream]):
-    """A listener (TCP, or the connections a worker is handed) whose connections are
-    ``PageStream``s."""
-
-    def __init__(self, inner: trio.abc.Listener[trio.SocketStream]) -> None:
-        self.inner = inner
-
-    async def accept(self) -> PageStream:
-        return PageStream(await self.inner.accept())
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    close_socket(sock)

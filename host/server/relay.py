@@ -9,13 +9,17 @@ import contextlib
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from .websocket import WebSocket
+
+Carrier = WebSocket | WebSocketConnection
+
 RELAY_MESSAGE_BYTES = 64 << 20
 """Largest message relayed from the owner (history replies and replayed backlogs can be big)."""
 UNSENDABLE = (1005, 1006, 1015)
 """Close codes that report what happened and may not be sent: passed on as 1001 (going away)."""
 
 
-async def relay(client: WebSocketConnection, first: str, port: int) -> None:
+async def relay(client: WebSocket, first: str, port: int) -> None:
     """Open a connection to the owner on ``port``, send it the client's ``first`` message
     (the ``resume``) in place of the client, then carry messages both ways until either side
     closes, passing its close code on. The owner's ``hello`` is dropped: the client has one."""
@@ -29,9 +33,7 @@ async def relay(client: WebSocketConnection, first: str, port: int) -> None:
             both.start_soon(_carry, owner, client, both.cancel_scope)
 
 
-async def _carry(
-    source: WebSocketConnection, sink: WebSocketConnection, both: trio.CancelScope
-) -> None:
+async def _carry(source: Carrier, sink: Carrier, both: trio.CancelScope) -> None:
     try:
         while True:
             await sink.send_message(await source.get_message())

@@ -1,9 +1,9 @@
-"""`legato serve`: every pipeline of a config, served as sessions over trio-websocket.
+"""`legato serve`: every pipeline of a config, served as sessions over WebSocket.
 
 Ownership: the server's root nursery owns the listener, the recorder's flusher, the fingerprint
-cache and every session's task (a session outlives its connection so it can be resumed);
-trio-websocket's handler nursery owns one task per connection (``Connection``), which runs that
-connection's loops and history queries in its own nursery. Every handler is wrapped, so nothing
+cache and every session's task (a session outlives its connection so it can be resumed); the
+handler nursery owns one task per connection (``Connection``), which runs that connection's
+loops and history queries in its own nursery. Every handler is wrapped, so nothing
 a client does can raise into the listener.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import time
+from functools import partial
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer
 
 from .. import __version__
 from ..config.pipelines import Config
@@ -30,8 +31,9 @@ from . import handoff
 from .connection import Connection
 from .handoff import WorkerLink
 from .history import HistoryQueries
-from .page import PageListener
+from .page import open_connection
 from .session import Session
+from .websocket import ConnectionClosed
 
 log = logging.getLogger("legato.server")
 
@@ -119,20 +121,12 @@ class Server:
             else:
                 host, port = "127.0.0.1", 0
             listeners = await trio.open_tcp_listeners(port, host=host)
-            accepting: list[trio.abc.Listener] = [PageListener(lst) for lst in listeners]
+            accepting: list[trio.abc.Listener[trio.SocketStream]] = list(listeners)
             if self.worker is not None:
-                accepting.append(PageListener(self.worker.listener))
-            server = WebSocketServer(
-                self._handle,
-                accepting,  # type: ignore[arg-type]
-                handler_nursery=handlers,
-                max_message_size=self.settings.max_message_bytes,
-                message_queue_size=4,
-                connect_timeout=10,
-                disconnect_timeout=5,
-            )
+                accepting.append(self.worker.listener)
+            serving = partial(trio.serve_listeners, self._handle, accepting)
             async with trio.open_nursery() as nursery:
-                await nursery.start(server.run)
+                await nursery.start(partial(serving, handler_nursery=handlers))
                 task_status.started(listeners[0].socket.getsockname()[1])
 
     def shutdown(self) -> None:
@@ -159,11 +153,14 @@ class Server:
 
     # ---- connections and sessions -------------------------------------------------------
 
-    async def _handle(self, request: WebSocketRequest) -> None:
-        """Wrap every connection: an exception here would tear the whole server down."""
-        try:
-            ws = await request.accept()
-        except Exception:
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        """Serve one accepted connection (the page, or a WebSocket); wrapped, since an exception
+        here would tear the whole server down."""
+        sock = socket.socket(fileno=stream.socket.detach())
+        sock.setblocking(False)
+        settings = self.settings
+        ws = await open_connection(sock, settings.max_message_bytes, settings.close_timeout_s)
+        if ws is None:
             return
         self._count_connection(+1)
         try:
@@ -172,10 +169,10 @@ class Server:
             pass
         except Exception:
             log.exception("connection handler failed; closing that connection only")
-            with trio.move_on_after(1):
-                with contextlib.suppress(Exception):
-                    await ws.aclose(CloseCode.INTERNAL, "internal server error")
+            with contextlib.suppress(ConnectionClosed):
+                await ws.aclose(CloseCode.INTERNAL, "internal server error")
         finally:
+            ws.abort()
             self._count_connection(-1)
 
     def _count_connection(self, change: int) -> None:
