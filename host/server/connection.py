@@ -252,7 +252,7 @@ class Connection:
                 try:
                     async with trio.open_nursery() as loops:
                         loops.start_soon(self._send_loop, session, scope, loops.cancel_scope)
-                        await self._receive_loop(session, loops)
+                        await self._receive_loop(session, scope, loops)
                         loops.cancel_scope.cancel()
                 except* ConnectionClosed:
                     pass  # the client went away mid-send; the session stays resumable
@@ -290,7 +290,9 @@ class Connection:
             )
             await self.ws.aclose(CloseCode.IDLE, "idle timeout")
 
-    async def _receive_loop(self, session: Session, loops: trio.Nursery) -> None:
+    async def _receive_loop(
+        self, session: Session, owner: trio.CancelScope, loops: trio.Nursery
+    ) -> None:
         while True:
             message = await self._receive()
             if message is None:
@@ -298,7 +300,9 @@ class Connection:
             now = time.perf_counter()
             try:
                 if isinstance(message, bytes):
-                    session.accept_audio(message, now)
+                    session.accept_audio_quietly(message, now)
+                    if not self._send_nowait(session, owner):
+                        session.wake()
                     continue
                 parsed = parse_client_message(message)
                 if isinstance(parsed, Audio):
@@ -323,6 +327,24 @@ class Connection:
             except ProtocolError as exc:
                 await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
 
+    def _send_nowait(self, session: Session, owner: trio.CancelScope) -> bool:
+        """Send what is ready (controls, then events) while the socket takes it at once, so a
+        frame's events leave without a task switch; False when something is left for the send
+        loop."""
+        if not session.attached(owner):
+            return False  # a resume took the session: its new connection's loop sends
+        ws = self.ws
+        while (control := session.next_control()) is not None:
+            if not ws.send_nowait(control):
+                return False
+            session.control_sent()
+        texts, last_seq, through = session.take_unsent(BATCH_EVENTS)
+        if texts:
+            if not ws.send_nowait(encode_analysis(through, texts)):
+                return False
+            session.mark_sent(last_seq, len(texts), through, time.perf_counter())
+        return not session.has_unsent() and not session.finished.is_set()
+
     async def _send_loop(
         self, session: Session, owner: trio.CancelScope, loops: trio.CancelScope
     ) -> None:
@@ -332,6 +354,7 @@ class Connection:
         ws = self.ws
         while True:
             session.forget_wakes()
+            await ws.flush()
             while (control := session.next_control()) is not None:
                 await ws.send_message(control)
                 if not session.attached(owner):

@@ -201,6 +201,7 @@ class Session:
         self._history_running = False
         self._analysing = False  # the task runs and takes blocks as they arrive
         self._queued = 0  # blocks waiting on the audio queue
+        self._holding_wakes = False  # the caller sends what is ready itself (``quietly``)
 
     # ---- input side (called by the connection's receive loop) ---------------------------
 
@@ -382,7 +383,17 @@ class Session:
     # ---- output side (called by the attached connection's send loop) --------------------
 
     def wake(self) -> None:
-        self._changed.set()
+        if not self._holding_wakes:
+            self._changed.set()
+
+    def accept_audio_quietly(self, payload: bytes, received_at: float) -> None:
+        """``accept_audio`` without waking the send loop: the receiving connection sends what
+        the block produced itself, and wakes the send loop only for what it could not send."""
+        self._holding_wakes = True
+        try:
+            self.accept_audio(payload, received_at)
+        finally:
+            self._holding_wakes = False
 
     def post(self, message: str) -> None:
         """Queue an encoded control message for the attached connection (or the next one)."""
@@ -420,6 +431,9 @@ class Session:
         while self._marks and self._marks[0][0] <= through:
             _, received_at = self._marks.popleft()
             self.latencies.add(now - received_at)
+
+    def has_unsent(self) -> bool:
+        return bool(self._outbox) or self._sent_seq < self.log.last_seq
 
     def all_sent(self) -> bool:
         return self._sent_seq >= self.log.last_seq

@@ -394,6 +394,29 @@ class WebSocket:
         else:
             await self._write(frame(BINARY, message))
 
+    def send_nowait(self, message: str | bytes) -> bool:
+        """Send without waiting: False (nothing taken) when another task is writing, frames
+        wait to go out, or the socket takes nothing now. A frame the socket took in part is
+        finished by the next ``send_message`` or ``flush``."""
+        if self._writing or self._pending or self._close_sent or self.closed is not None:
+            return False
+        data = frame(TEXT, message.encode()) if isinstance(message, str) else frame(BINARY, message)
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._shut(CloseReason(ABNORMAL, "connection lost"))
+            return False
+        if sent < len(data):
+            self._pending += data[sent:]
+        return True
+
+    async def flush(self) -> None:
+        """Send what waits to go out (the rest of a frame ``send_nowait`` began)."""
+        if self._pending and not self._writing and self.closed is None:
+            await self._write(b"")
+
     async def _write(self, data: bytes, abandon: bool = False) -> None:
         """Send ``data`` after what is queued; when another task is writing, queue it for that
         task (and wait for it to go out only if the queue is long or ``abandon`` is set).
