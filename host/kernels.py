@@ -69,3 +69,18 @@ class OutBuffer:
         if count > len(self.array):
             self._make(count)
         return len(self.array)
+
+
+class OutBuffers:
+    """The several outputs one kernel call fills (``buffers``), grown together: a block whose
+    outputs fit costs one comparison, not a reservation per buffer."""
+
+    def __init__(self, *kinds: tuple[Any, str], size: int = 0) -> None:
+        self.buffers = [OutBuffer(dtype, ctype, size) for dtype, ctype in kinds]
+        self.capacity = size
+
+    def reserve(self, count: int) -> int:
+        """Grow every buffer to hold at least ``count`` values; returns the capacity."""
+        if count > self.capacity:
+            self.capacity = min(buffer.reserve(count) for buffer in self.buffers)
+        return self.capacity

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels import OutBuffer, check, ffi, frames_of, lib, owned, view
+from .kernels import OutBuffers, check, ffi, frames_of, lib, owned, view
 
 LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
 
@@ -53,8 +53,7 @@ class _Outputs:
     """Two growable float64 output buffers for a kernel that reports per hop."""
 
     def __init__(self) -> None:
-        self.a = OutBuffer(np.float64, "double", 64)
-        self.b = OutBuffer(np.float64, "double", 64)
+        self.out = OutBuffers((np.float64, "double"), (np.float64, "double"), size=64)
 
     def run(
         self,
@@ -69,8 +68,8 @@ class _Outputs:
         what it wrote."""
         n = len(frames)
         needed = (fed % hop + n) // hop if hop > 0 else 0
-        a, b = self.a, self.b
-        cap = min(a.reserve(needed), b.reserve(needed))
+        cap = self.out.reserve(needed)
+        a, b = self.out.buffers
         count = process(state, _frames_ptr(frames), n, a.ptr, b.ptr, cap)
         check(count, process.__name__)
         return a.array[:count].copy(), b.array[:count].copy()

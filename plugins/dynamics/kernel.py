@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, check, ffi, lib, owned, view
+from legato.kernels import OutBuffers, check, ffi, lib, owned, view
 from legato.meters import check_loudness_format, defined
 
 
@@ -26,14 +26,13 @@ class DynamicsKernel:
         self._levels = lib.lg_dynamics_levels(self._state)  # owned by the state, kept with it
         self._loudness = lib.lg_dynamics_loudness(self._state)
         self._true_peak = lib.lg_dynamics_truepeak(self._state)
-        self._out = [OutBuffer(np.float64, "double", 8) for _ in range(4)]
+        self._out = OutBuffers(*[(np.float64, "double")] * 4, size=8)
 
     def process(self, frames: np.ndarray) -> tuple[list[float], ...]:
         """``frames``: C-contiguous float32 (n, channels)."""
         n = len(frames)
-        needed = lib.lg_dynamics_max_outputs(self._state, n)
-        out = self._out
-        cap = min(buffer.reserve(needed) for buffer in out)
+        cap = self._out.reserve(lib.lg_dynamics_max_outputs(self._state, n))
+        out = self._out.buffers
         count = lib.lg_dynamics_process(
             self._state,
             view(frames, "float") if n else ffi.NULL,
@@ -45,6 +44,8 @@ class DynamicsKernel:
             cap,
         )
         check(count, "lg_dynamics_process")
+        if not count:
+            return [], [], [], []
         return tuple(buffer.array[:count].tolist() for buffer in out)
 
     def partial(self) -> tuple[int, float, float, float, float]:

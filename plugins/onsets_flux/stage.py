@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, check, lib, owned, view
+from legato.kernels import OutBuffers, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .params import OnsetsFluxParams
@@ -81,8 +81,8 @@ class OnsetsFlux:
         self._last: int | None = None
         self._ioi = _Moments()
         initial = lib.lg_onsets_max_outputs(self._state, 4096)
-        self._at = OutBuffer(np.int64, "int64_t", initial)
-        self._strength = OutBuffer(np.float64, "double", initial)
+        self._out = OutBuffers((np.int64, "int64_t"), (np.float64, "double"), size=initial)
+        self._at, self._strength = self._out.buffers
 
     def process(self, block: np.ndarray) -> list[Event]:
         block = np.ascontiguousarray(block, dtype=np.float32)
@@ -105,7 +105,7 @@ class OnsetsFlux:
 
     def _reserve(self, needed: int) -> int:
         """Room for at least ``needed`` onsets in both output buffers; returns the capacity."""
-        return min(self._at.reserve(needed), self._strength.reserve(needed))
+        return self._out.reserve(needed)
 
     def _events(self, count: int) -> list[Event]:
         at = self._at.array[:count].tolist()

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffer, check, lib, owned, view
+from legato.kernels import OutBuffers, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .medians import VoicedMedians
@@ -41,21 +41,21 @@ class PitchYin:
         self._frames = 0
         self._samples = 0
         self._medians = VoicedMedians(params.fmin, params.fmax)
-        self._f0 = OutBuffer(np.float64, "double")
-        self._confidence = OutBuffer(np.float64, "double")
-        self._voiced = OutBuffer(np.intc, "int")
+        self._out = OutBuffers((np.float64, "double"), (np.float64, "double"), (np.intc, "int"))
 
     def process(self, block: np.ndarray) -> list[Event]:
         block = np.ascontiguousarray(block, dtype=np.float32)
         n = len(block)
-        needed = lib.lg_yin_max_outputs(self._state, n)
-        f0, confidence, voiced = self._f0, self._confidence, self._voiced
-        cap = min(f0.reserve(needed), confidence.reserve(needed), voiced.reserve(needed))
+        out = self._out
+        cap = out.reserve(lib.lg_yin_max_outputs(self._state, n))
+        f0, confidence, voiced = out.buffers
         count = lib.lg_yin_process(
             self._state, view(block, "float"), n, f0.ptr, confidence.ptr, voiced.ptr, cap
         )
         check(count, "lg_yin_process")
         self._samples += n
+        if not count:
+            return []
         return self._events(
             f0.array[:count].tolist(),
             confidence.array[:count].tolist(),
