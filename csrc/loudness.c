@@ -36,11 +36,19 @@
 /* Two channels side by side: the filters run on channel pairs. */
 typedef double lg_v2d __attribute__((vector_size(16)));
 
+/* Blocks by loudness in 0.01 LU bins, each bin's count beside its energy. Only the bins
+ * between lo and hi were ever written: the rest stay untouched (calloc'd pages a stream that
+ * never reaches them never maps), and reading, clearing and the gates visit that range only. */
 typedef struct {
-    long long count[LG_HIST_BINS];
-    double energy[LG_HIST_BINS];
+    long long count;
+    double energy;
+} lg_bin;
+
+typedef struct {
+    lg_bin bin[LG_HIST_BINS];
     long long total;
     double sum;
+    int lo, hi;
 } lg_hist;
 
 struct lg_loudness {
@@ -118,21 +126,25 @@ static void hist_add(lg_hist *h, double energy)
         return;
     double pos = floor((l - LG_HIST_MIN) / LG_HIST_STEP);
     int k = pos < (double)(LG_HIST_BINS - 1) ? (int)pos : LG_HIST_BINS - 1;
-    h->count[k]++;
-    h->energy[k] += energy;
+    h->bin[k].count++;
+    h->bin[k].energy += energy;
+    if (k < h->lo)
+        h->lo = k;
+    if (k > h->hi)
+        h->hi = k;
     h->total++;
     h->sum += energy;
 }
 
 static double bin_lufs(const lg_hist *h, int k)
 {
-    return lufs(h->energy[k] / (double)h->count[k]);
+    return lufs(h->bin[k].energy / (double)h->bin[k].count);
 }
 
 /* Whether bin k lies above a gate at thr LUFS; a bin straddling it goes by its mean. */
 static int bin_passes(const lg_hist *h, int k, double thr)
 {
-    if (h->count[k] == 0)
+    if (h->bin[k].count == 0)
         return 0;
     double lo = LG_HIST_MIN + LG_HIST_STEP * (double)k;
     if (lo >= thr)
@@ -150,7 +162,12 @@ static double relative_gate(const lg_hist *h, double drop)
 
 static void hist_clear(lg_hist *h)
 {
-    memset(h, 0, sizeof *h);
+    if (h->hi >= h->lo)
+        memset(h->bin + h->lo, 0, sizeof(lg_bin) * (size_t)(h->hi - h->lo + 1));
+    h->total = 0;
+    h->sum = 0.0;
+    h->lo = LG_HIST_BINS;
+    h->hi = -1;
 }
 
 void lg_loudness_reset(lg_loudness *m)
@@ -202,8 +219,12 @@ lg_loudness *lg_loudness_new(int sample_rate, int channels, int report_hop)
     m->step = (int)lround(0.1 * sample_rate);
     m->hop = report_hop;
     m->ring = malloc(sizeof(float) * (size_t)m->ws);
-    m->gate = malloc(sizeof(lg_hist));
-    m->range = malloc(sizeof(lg_hist));
+    m->gate = calloc(1, sizeof(lg_hist));
+    m->range = calloc(1, sizeof(lg_hist));
+    if (m->gate && m->range) {
+        m->gate->lo = m->range->lo = LG_HIST_BINS;
+        m->gate->hi = m->range->hi = -1;
+    }
     if (!m->ring || !m->gate || !m->range) {
         lg_loudness_free(m);
         return NULL;
@@ -401,10 +422,10 @@ double lg_loudness_integrated(const lg_loudness *m)
     double thr = relative_gate(h, 10.0);
     long long count = 0;
     double sum = 0.0;
-    for (int k = 0; k < LG_HIST_BINS; k++) {
+    for (int k = h->lo; k <= h->hi; k++) {
         if (bin_passes(h, k, thr)) {
-            count += h->count[k];
-            sum += h->energy[k];
+            count += h->bin[k].count;
+            sum += h->bin[k].energy;
         }
     }
     return count > 0 ? lufs(sum / (double)count) : NAN;
@@ -414,10 +435,10 @@ double lg_loudness_integrated(const lg_loudness *m)
 static double ranked(const lg_hist *h, double thr, long long rank)
 {
     long long seen = 0;
-    for (int k = 0; k < LG_HIST_BINS; k++) {
+    for (int k = h->lo; k <= h->hi; k++) {
         if (!bin_passes(h, k, thr))
             continue;
-        seen += h->count[k];
+        seen += h->bin[k].count;
         if (seen > rank)
             return bin_lufs(h, k);
     }
@@ -431,9 +452,9 @@ double lg_loudness_range(const lg_loudness *m)
     const lg_hist *h = m->range;
     double thr = relative_gate(h, 20.0);
     long long n = 0;
-    for (int k = 0; k < LG_HIST_BINS; k++)
+    for (int k = h->lo; k <= h->hi; k++)
         if (bin_passes(h, k, thr))
-            n += h->count[k];
+            n += h->bin[k].count;
     if (n == 0)
         return NAN;
     /* EBU Tech 3342: the 10th to the 95th percentile, nearest rank. */
