@@ -55,7 +55,7 @@ class ServerSettings:
     event_buffer: int = param(
         4096,
         doc="unsent events kept per session for slow clients (about 23 s of the analyze"
-        " pipeline, about 1 MB); beyond it the oldest unsent events are dropped, counted and"
+        " pipeline, about 0.2 MB: older events are kept zlib-packed); beyond it the oldest unsent events are dropped, counted and"
         " reported",
         min=64,
         max=10_000_000,

@@ -7,7 +7,6 @@ and are handed to the recorder (when the server keeps history) from the analysis
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 import time
 from collections import deque
@@ -32,12 +31,12 @@ from ..protocol.messages import (
     Stats,
     Summary,
     encode,
-    encode_event,
 )
 from ..records.recorder import Recorder
 from ..records.recording import About, Recording
 from ..stage import Event, StreamFormat
 from ..storage import SessionStatus
+from .eventlog import EventLog
 
 log = logging.getLogger("legato.session")
 
@@ -98,50 +97,6 @@ class Counters:
     events_produced: int = 0
     events_sent: int = 0
     events_dropped: int = 0
-
-
-class EventLog:
-    """Encoded events by sequence number (from 1), bounded. Holds what has not been sent yet
-    and recent history for resume; when full, the oldest entry goes, counted if unsent. Seqs
-    are consecutive, so only the texts are kept (the seq of each follows from the first's):
-    a full log of a few thousand events costs their text and little more."""
-
-    def __init__(self, capacity: int) -> None:
-        self.texts: deque[str] = deque()
-        self.capacity = capacity
-        self.last_seq = 0
-
-    def append(self, event: Event, sent_seq: int) -> tuple[int, str, bool]:
-        """Add one event; returns its seq, its encoding and whether an unsent event had to be
-        dropped."""
-        self.last_seq += 1
-        text = encode_event(self.last_seq, event)
-        self.texts.append(text)
-        dropped = False
-        if len(self.texts) > self.capacity:
-            dropped = self.oldest() > sent_seq
-            self.texts.popleft()
-        return self.last_seq, text, dropped
-
-    def after(self, seq: int, limit: int) -> list[str]:
-        """The texts of up to ``limit`` events after ``seq`` that are still held, oldest first
-        (the first has seq ``max(seq + 1, oldest())``). Counted from the newest end, where a
-        live session's few unsent events are, not walked to past the resume history."""
-        held = min(self.last_seq - seq, len(self.texts))
-        if held <= 0:
-            return []
-        newest = itertools.islice(reversed(self.texts), max(0, held - limit), held)
-        return list(newest)[::-1]
-
-    def forget_sent(self, sent_seq: int, keep: int) -> None:
-        """Drop sent entries beyond the newest ``keep`` of them, bounding memory."""
-        surplus = min(sent_seq - keep - self.oldest() + 1, len(self.texts))
-        for _ in range(surplus):
-            self.texts.popleft()
-
-    def oldest(self) -> int:
-        """The seq of the oldest entry held (``last_seq + 1`` when none is)."""
-        return self.last_seq - len(self.texts) + 1
 
 
 def error_message(code: str, message: str, continues: bool = True) -> str:
@@ -369,7 +324,7 @@ class Session:
             entries.append((seq, event, text))
             self.counters.events_produced += 1
             if dropped:
-                self.counters.events_dropped += 1
+                self.counters.events_dropped += dropped
                 self._sent_seq = max(self._sent_seq, self.log.oldest() - 1)
                 self.notice(
                     ErrorCode.EVENTS_DROPPED,
