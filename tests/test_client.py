@@ -408,7 +408,7 @@ def test_stream_prints_what_run_prints(served: str, audio_dir: Path, tmp_path: P
         (["--pipeline", "analyse"], "unknown pipeline 'analyse'"),
         (["--url", "ws://127.0.0.1:1/"], "cannot connect to ws://127.0.0.1:1/"),
         (["--url", "http://example.org/"], "not a ws:// or wss:// URL"),
-        (["--target-tempo", "-5"], "target_tempo must be positive"),
+        (["--target-tempo", "-5"], "target_tempo must be 1 to 1000 beats per minute"),
     ],
 )
 def test_stream_errors_are_one_line(

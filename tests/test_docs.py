@@ -30,11 +30,13 @@ def test_every_config_table_key_is_documented() -> None:
     import attrs
 
     from legato.config.pipelines import PIPELINE_KEYS, TOP_LEVEL_KEYS
-    from legato.config.settings import LibrarySettings, ServerSettings
+    from legato.config.settings import AuthSettings, LibrarySettings, ServerSettings
 
     text = (DOCS / "pipelines.md").read_text()
     keys = [*TOP_LEVEL_KEYS, *PIPELINE_KEYS]
-    keys += [f.name for cls in (ServerSettings, LibrarySettings) for f in attrs.fields(cls)]
+    keys += [
+        f.name for cls in (ServerSettings, LibrarySettings, AuthSettings) for f in attrs.fields(cls)
+    ]
     assert [k for k in keys if f"`{k}`" not in text] == []
 
 

@@ -206,7 +206,7 @@ async def test_a_bad_upgrade_gets_an_http_answer() -> None:
     async with running_server() as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         await stream.send_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         reply = b""

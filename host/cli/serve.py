@@ -44,6 +44,12 @@ def add_parser(subparsers: Subparsers) -> None:
         help="worker processes behind the one port (default: [server] workers, else one per"
         " usable core; 1: a single process)",
     )
+    p.add_argument(
+        "--auth-secret-file",
+        metavar="FILE",
+        help="require tokens signed with the HS256 key in FILE (`legato token issue` makes"
+        " them; default: [auth] of the config, else no auth)",
+    )
     for hidden in ("--worker-channel", "--worker-index"):  # set by the supervisor
         p.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
@@ -57,7 +63,9 @@ def command(args: argparse.Namespace) -> int:
 
     from ..library.tracks import Library
     from ..records.journal import Journal
+    from ..server.auth import Authenticator
     from ..server.handoff import WorkerLink
+    from ..server.origins import listens_on_loopback
     from ..server.server import serve
     from ..server.supervisor import supervise, usable_cores
 
@@ -78,6 +86,18 @@ def command(args: argparse.Namespace) -> int:
             " [library] path)"
         )
     settings = attrs.evolve(config.server, **overrides)
+    auth_settings = config.auth
+    if args.auth_secret_file:
+        secret = str(Path(args.auth_secret_file).resolve())
+        auth_settings = attrs.evolve(auth_settings, secret_file=secret, secret_env="")
+    auth = Authenticator.from_settings(auth_settings, config_relative(config, "."))
+    if auth is None and not listens_on_loopback(settings.host):
+        logging.getLogger("legato.server").warning(
+            "serving %s without authentication: anyone who reaches this address can start"
+            " sessions under any user name and read their history; set [auth] secret_file"
+            " (or --auth-secret-file) and see docs/security.md",
+            settings.host,
+        )
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 0:
         raise LegatoError(f"--workers must be 0 (one per core) or more, got {workers}")
@@ -97,7 +117,7 @@ def command(args: argparse.Namespace) -> int:
         if worker is None and workers > 1:
             supervise(settings, workers, worker_argv(args, library))
         else:
-            trio.run(serve, config, settings, storage, library, worker, journal)
+            trio.run(serve, config, settings, storage, library, worker, journal, auth)
     except OSError as exc:
         raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
     return 0
@@ -111,6 +131,10 @@ def worker_argv(args: argparse.Namespace, library: Library | None) -> list[str]:
         argv += ["--config", str(Path(args.config).resolve())]
     if args.db:
         argv += ["--db", args.db]
+    if args.host:
+        argv += ["--host", args.host]
+    if args.auth_secret_file:
+        argv += ["--auth-secret-file", str(Path(args.auth_secret_file).resolve())]
     if library is not None:
         argv += ["--library", str(library.root)]
     return argv

@@ -43,6 +43,10 @@ def _type_error(expected: Any, value: Any) -> str | None:
             return None
         problems = [_type_error(t, value) for t in options]
         return None if any(p is None for p in problems) else problems[0]
+    if origin is tuple:  # tuple[str, ...]: a TOML array of strings
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"must be an array of strings, got {type(value).__name__} {value!r}"
+        return None
     if origin is typing.Literal:
         options = typing.get_args(expected)
         if value not in options:

@@ -22,7 +22,7 @@ from ..registry import Registry
 from ..stage import StageType
 from ..storage import DEFAULT_URL, Storage, StorageError, open_storage, scheme_of
 from .params import ParamsInvalid, build_params, structure
-from .settings import LibrarySettings, ServerSettings
+from .settings import AuthSettings, LibrarySettings, ServerSettings
 from .tomlpos import key_lines, line_of
 
 SOURCE = "audio"
@@ -34,7 +34,7 @@ SOURCES = (SOURCE, "library")
 """Where a pipeline's audio comes from: the client (live sessions, files) or a library track
 (playback sessions, whose ``output`` stage's audio is streamed back)."""
 
-TOP_LEVEL_KEYS = ("pipelines", "server", "storage", "library")
+TOP_LEVEL_KEYS = ("pipelines", "server", "storage", "library", "auth")
 PIPELINE_KEYS = ("doc", "stages", "source", "output")
 STAGE_KEYS = ("type", "inputs")
 
@@ -107,6 +107,7 @@ class Config:
     server: ServerSettings = attrs.field(factory=ServerSettings)
     storage: StorageConfig = attrs.field(factory=StorageConfig)
     library: LibrarySettings = attrs.field(factory=LibrarySettings)
+    auth: AuthSettings = attrs.field(factory=AuthSettings)
 
     def pipeline(self, name: str) -> Pipeline:
         try:
@@ -144,7 +145,8 @@ class _Checker:
                 self.issue(at + (key,), f"unknown key{_suggest(key, allowed)}")
 
     def settings(self, name: str, cls: type[T], table: Any) -> T:
-        """A settings table (``[server]``, ``[library]``) as ``cls``; its defaults when absent."""
+        """A settings table (``[server]``, ``[library]``, ``[auth]``) as ``cls``; its defaults
+        when absent."""
         if table is None:
             return cls()
         if not isinstance(table, dict):
@@ -382,10 +384,20 @@ def parse_config(text: str, source: str, registry: Registry) -> Config:
     server = checker.settings("server", ServerSettings, doc.get("server"))
     storage = checker.storage(doc.get("storage"))
     library = checker.settings("library", LibrarySettings, doc.get("library"))
+    auth = checker.settings("auth", AuthSettings, doc.get("auth"))
+    if auth.secret_file and auth.secret_env:
+        checker.issue(("auth", "secret_env"), "give secret_file or secret_env, not both")
+    if auth.public_key_file and (auth.secret_file or auth.secret_env):
+        checker.issue(("auth", "public_key_file"), "give a secret or a public key, not both")
     if checker.issues:
         raise ConfigError(source, checker.issues)
     return Config(
-        source=source, pipelines=pipelines, server=server, storage=storage, library=library
+        source=source,
+        pipelines=pipelines,
+        server=server,
+        storage=storage,
+        library=library,
+        auth=auth,
     )
 
 

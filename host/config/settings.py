@@ -1,6 +1,7 @@
 """Settings tables of a config: ``[server]``, with the limits every session obeys and how their
-records reach storage (also used by offline runs that persist), and ``[library]``, the tracks
-playback pipelines stream and how their fingerprints are found."""
+records reach storage (also used by offline runs that persist); ``[library]``, the tracks
+playback pipelines stream and how their fingerprints are found; and ``[auth]``, who clients
+are."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ class ServerSettings:
     batching, timeouts and spool."""
 
     host: str = param("127.0.0.1", doc="address to listen on")
+    allowed_origins: tuple[str, ...] = param(
+        (),
+        doc="page origins (`https://app.example.org`) whose scripts may open sessions; empty:"
+        " only the server's own page; `*`: any. Upgrades with another `Origin` get 403 (clients"
+        " that send none are not browsers and are judged by their token)",
+    )
+    hosts: tuple[str, ...] = param(
+        (),
+        doc="names the `Host` of an upgrade may carry (port ignored); empty: any when listening"
+        " on a public address, and only localhost, 127.0.0.1 and ::1 when listening on loopback"
+        " (against DNS rebinding)",
+    )
     port: int = param(8765, doc="TCP port (0 picks a free one)", min=0, max=65535)
     workers: int = param(
         0,
@@ -55,8 +68,8 @@ class ServerSettings:
     event_buffer: int = param(
         4096,
         doc="unsent events kept per session for slow clients (about 23 s of the analyze"
-        " pipeline, about 0.2 MB: older events are kept zlib-packed); beyond it the oldest unsent events are dropped, counted and"
-        " reported",
+        " pipeline, about 0.2 MB: older events are kept zlib-packed); beyond it the oldest"
+        " unsent events are dropped, counted and reported",
         min=64,
         max=10_000_000,
     )
@@ -112,6 +125,39 @@ class ServerSettings:
         min=0.25,
         max=3600.0,
     )
+
+
+AUTH_SCOPES = ("practice", "playback", "history", "admin")
+"""What a token may allow: live sessions, playback, reading one's history, everything."""
+
+
+@attrs.frozen
+class AuthSettings:
+    """The ``[auth]`` table: with a key, every client presents a signed token (a JWT naming its
+    user, expiry and scopes); without one (the default), clients are who they say they are."""
+
+    secret_file: str = param(
+        "",
+        doc="file holding the HS256 key tokens are signed with (relative to the config file);"
+        " `legato serve --auth-secret-file` overrides it",
+    )
+    secret_env: str = param(
+        "", doc="environment variable holding the HS256 key (instead of `secret_file`)"
+    )
+    public_key_file: str = param(
+        "",
+        doc="PEM public key of an identity provider that signs tokens with RS256 or ES256"
+        " (relative to the config file)",
+    )
+    issuer: str = param("", doc="the `iss` tokens must carry (empty: not checked)")
+    audience: str = param("", doc="the `aud` tokens must carry (empty: tokens carry none)")
+    leeway_s: float = param(
+        30.0, doc="clock skew allowed when checking expiry", unit="s", min=0.0, max=3600.0
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret_file or self.secret_env or self.public_key_file)
 
 
 FINGERPRINT_TIMEOUT_S = 30.0

@@ -55,6 +55,8 @@ class ErrorCode:
     BAD_SEEK = "bad_seek"
     NOT_PLAYBACK = "not_playback"
     NOT_LIVE = "not_live"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     INTERNAL = "internal_error"
 
 
@@ -72,6 +74,7 @@ class CloseCode:
     TRY_AGAIN = 1013  # max_sessions reached
     IDLE = 4001  # idle_timeout_s passed without a message
     RESUME_FAILED = 4002  # unknown session, wrong token, or grace period over
+    UNAUTHORIZED = 4003  # no valid access token, or one that does not allow what was asked
 
 
 CLOSE_CODES = tuple(v for k, v in vars(CloseCode).items() if k.isupper())
@@ -92,9 +95,22 @@ def _finite(_: Any, attribute: attrs.Attribute, value: float | None) -> None:
         raise ValueError(f"{attribute.name} must be a finite number")
 
 
-def _positive(_: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
+MIN_TEMPO_BPM, MAX_TEMPO_BPM = 1.0, 1000.0
+"""The range of ``start.target_tempo`` (beats per minute)."""
+MAX_TOKEN_CHARS = 8192
+
+
+def _tempo(_: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not MIN_TEMPO_BPM <= value <= MAX_TEMPO_BPM:  # NaN fails too
+        raise ValueError(
+            f"{attribute.name} must be {MIN_TEMPO_BPM:g} to {MAX_TEMPO_BPM:g} beats per minute,"
+            f" got {value!r}"
+        )
+
+
+def _token_text(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not 0 < len(value) <= MAX_TOKEN_CHARS:
+        raise ValueError(f"{attribute.name} must be 1 to {MAX_TOKEN_CHARS} characters")
 
 
 def _short_text(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
@@ -140,7 +156,11 @@ class Start:
     user: str | None = attrs.field(default=None, validator=_short_text)
     piece: str | None = attrs.field(default=None, validator=_short_text)
     genre: str | None = attrs.field(default=None, validator=_short_text)
-    target_tempo: float | None = attrs.field(default=None, validator=[_finite, _positive])
+    target_tempo: float | None = attrs.field(
+        default=None,
+        validator=_tempo,
+    )
+    token: str | None = attrs.field(default=None, validator=_token_text)
 
 
 @attrs.frozen
@@ -169,9 +189,10 @@ class End:
 class Resume:
     """Reattach to a dropped session; ``last_seq`` is the last event sequence number held."""
 
-    session_id: str
-    token: str
+    session_id: str = attrs.field(validator=_short_text)
+    token: str = attrs.field(validator=_short_text)
     last_seq: int = attrs.field(validator=attrs.validators.ge(0))
+    access_token: str | None = attrs.field(default=None, validator=_token_text)
 
 
 @attrs.frozen
@@ -221,6 +242,7 @@ class History:
     )
     session_id: str | None = attrs.field(default=None, validator=_short_text)
     period: Literal["daily", "weekly", "monthly"] | None = None
+    user: str | None = attrs.field(default=None, validator=_short_text)
 
     def __attrs_post_init__(self) -> None:
         allowed = HISTORY_QUERIES[self.query]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+import attrs
 import trio
 from trio_websocket import HandshakeError
 
@@ -51,6 +52,7 @@ from ..protocol.messages import (
     parse_client_message,
 )
 from ..records.recorder import Recorder
+from .auth import ANYONE, Authenticator, AuthError, Identity, bearer_token
 from .history import HistoryQueries
 from .playback import PlaybackSession, open_playback
 from .relay import relay
@@ -73,6 +75,7 @@ class Host(Protocol):
     fingerprints: FingerprintCache | None
     history: HistoryQueries
     shutting_down: bool
+    auth: Authenticator | None
 
     @property
     def sessions(self) -> Mapping[str, Session]: ...
@@ -81,7 +84,7 @@ class Host(Protocol):
 
     def new_session_id(self) -> str: ...
 
-    def owner_port(self, session_id: str) -> int | None: ...
+    def relay_target(self, session_id: str) -> tuple[int, str] | None: ...
 
     def add(self, session: Session) -> None: ...
 
@@ -100,9 +103,17 @@ class Connection:
         self._session: Session | None = None
         self._relaying = False
         self._active_at = trio.current_time()
+        self.identity: Identity | None = ANYONE
+        """Who the client is; None until its token arrives (auth on, none in the upgrade)."""
+        self._upgrade_token: str | None = None
 
     async def run(self) -> None:
         ws, server = self.ws, self.server
+        if server.auth is not None:
+            self.identity = None
+            self._upgrade_token = bearer_token(ws.headers, ws.target)
+            if self._upgrade_token is not None and await self._identify(None) is None:
+                return
         if server.shutting_down:
             await ws.send_message(
                 error_message(ErrorCode.INTERNAL, "server is shutting down", False)
@@ -164,10 +175,14 @@ class Connection:
                 continue
             try:
                 parsed = parse_client_message(message)
-                if isinstance(parsed, Start):
-                    return await self._start(parsed, ids)
-                if isinstance(parsed, Resume):
-                    return await self._resume(parsed)
+                if isinstance(parsed, Start | Resume):
+                    token = parsed.token if isinstance(parsed, Start) else parsed.access_token
+                    identity = await self._identify(token)
+                    if identity is None:
+                        return None
+                    if isinstance(parsed, Start):
+                        return await self._start(parsed, ids, identity)
+                    return await self._resume(parsed, identity)
                 if isinstance(parsed, Ping):
                     await self.ws.send_message(encode(Pong(id=parsed.id)))
                     continue
@@ -177,12 +192,48 @@ class Connection:
             except ProtocolError as exc:
                 await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
 
-    async def _start(self, start: Start, ids: tuple[str, str]) -> Session:
+    async def _identify(self, token: str | None) -> Identity | None:
+        """The client's identity: known already, or proved by its upgrade's token or else
+        ``token`` (from ``start`` or ``resume``). A missing or invalid one is refused with
+        4003 (None)."""
+        if self.identity is not None:
+            return self.identity
+        auth = self.server.auth
+        assert auth is not None  # the identity is only unknown with auth on
+        token = self._upgrade_token or token
+        try:
+            if token is None:
+                raise AuthError(
+                    "this server requires an access token (Authorization: Bearer, a `token`"
+                    " query parameter, or `token` in start)"
+                )
+            self.identity = auth.verify(token)
+        except AuthError as exc:
+            await self.ws.send_message(error_message(ErrorCode.UNAUTHORIZED, str(exc), False))
+            await self.ws.aclose(CloseCode.UNAUTHORIZED, str(exc))
+            return None
+        return self.identity
+
+    async def _start(self, start: Start, ids: tuple[str, str], identity: Identity) -> Session:
         server = self.server
         try:
             pipeline = server.config.pipeline(start.pipeline)
         except LegatoError as exc:
             raise ProtocolError(ErrorCode.UNKNOWN_PIPELINE, str(exc)) from None
+        scope = "playback" if pipeline.plays_tracks else "practice"
+        if not identity.allows(scope):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"your token does not allow {scope} (pipeline {pipeline.name!r}); its scopes:"
+                f" {', '.join(sorted(identity.scopes)) or 'none'}",
+            )
+        if identity.verified:
+            if start.user not in (None, identity.user):
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "`user` must be your token's user, or left out"
+                )
+            start = attrs.evolve(start, user=identity.user)
+        start = attrs.evolve(start, token=None)  # never kept, logged or stored
         if pipeline.plays_tracks:
             session: Session = await open_playback(
                 start, pipeline, self.settings, ids, server.library, server.fingerprints
@@ -192,8 +243,8 @@ class Connection:
         server.add(session)
         start = session.start
         log.info(
-            "session %s started: pipeline=%s rate=%d format=%s channels=%d user=%s piece=%s"
-            " track=%s",
+            "session %s started: pipeline=%s rate=%d format=%s channels=%d user=%r piece=%r"
+            " track=%r",
             session.id,
             start.pipeline,
             start.sample_rate,
@@ -217,17 +268,21 @@ class Connection:
             await self.ws.send_message(encode(session.track_message()))
         return session
 
-    async def _resume(self, resume: Resume) -> Session | None:
+    async def _resume(self, resume: Resume, identity: Identity) -> Session | None:
         session = self.server.sessions.get(resume.session_id)
-        owner = self.server.owner_port(resume.session_id) if session is None else None
+        owner = self.server.relay_target(resume.session_id) if session is None else None
         if owner is not None:
             self._relaying = True  # the owner watches for idleness now
             try:
-                await relay(self.ws, encode(resume), owner)
+                await relay(self.ws, encode(resume), *owner, self._upgrade_token)
                 return None
             except (OSError, HandshakeError):
                 self._relaying = False  # the owner is gone (it died): the session with it
-        if session is None or not hmac.compare_digest(session.token, resume.token):
+        if (
+            session is None
+            or not hmac.compare_digest(session.token.encode(), resume.token.encode())
+            or (identity.verified and session.start.user != identity.user)
+        ):
             await self.ws.send_message(
                 error_message(
                     ErrorCode.RESUME_FAILED,
@@ -319,7 +374,8 @@ class Connection:
                     await session.request_end()
                 elif isinstance(parsed, History):
                     session.begin_history()
-                    loops.start_soon(self.server.history.answer, session, parsed)
+                    assert self.identity is not None  # known once a session is attached
+                    loops.start_soon(self.server.history.answer, session, parsed, self.identity)
                 elif isinstance(parsed, Start | Resume):
                     raise ProtocolError(
                         ErrorCode.ALREADY_STARTED, f"session {session.id} is already running"

@@ -3,7 +3,8 @@
 accepted connection over as its file descriptor (SCM_RIGHTS) and tells every worker where the
 others listen; a worker says when it is ready and how many connections it holds.
 
-Messages: supervisor → worker ``conn`` (with one descriptor) and ``ports {index: port}``;
+Messages: supervisor → worker ``conn`` (with one descriptor) and ``ports {"ports": {index:
+port}, "relay_key": KEY}`` (the key relayed connections carry to a private port);
 worker → supervisor ``ready PORT`` and ``load N``.
 """
 
@@ -89,6 +90,7 @@ class WorkerLink:
         self.channel = channel
         self.index = index
         self.ports: dict[int, int] = {}
+        self.relay_key = ""
         self._send, receive_end = trio.open_memory_channel[trio.SocketStream](64)
         self.listener = HandedListener(receive_end)
         self.gone = trio.Event()
@@ -109,7 +111,9 @@ class WorkerLink:
                     except trio.WouldBlock:
                         sock.close()  # the server is not accepting: the client retries
             elif message.startswith(b"ports "):
-                self.ports = {int(k): v for k, v in json.loads(message[6:]).items()}
+                shared = json.loads(message[6:])
+                self.ports = {int(k): v for k, v in shared["ports"].items()}
+                self.relay_key = shared["relay_key"]
             else:
                 for fd in fds:
                     with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ import trio
 from ..protocol.messages import ErrorCode, History, HistoryReply, ProtocolError, encode
 from ..records.recorder import Recorder
 from ..storage import StorageError, StorageUnavailable
+from .auth import Identity
 from .session import Session, error_message
 
 log = logging.getLogger("legato.server")
@@ -39,12 +40,14 @@ class HistoryQueries:
         self.timeout_s = timeout_s
         self._limiter = trio.CapacityLimiter(HISTORY_QUERIES)
 
-    async def answer(self, session: Session, request: History) -> None:
+    async def answer(self, session: Session, request: History, identity: Identity) -> None:
         """Run one request and post its reply (or error) to the session; the session allows
         one request at a time (``Session.begin_history``)."""
         try:
             reply = HistoryReply(
-                query=request.query, id=request.id, result=await self._query(session, request)
+                query=request.query,
+                id=request.id,
+                result=await self._query(session, request, identity),
             )
             message = await trio.to_thread.run_sync(encode, reply)  # may be a large session
         except ProtocolError as exc:
@@ -54,14 +57,20 @@ class HistoryQueries:
             message = error_message(ErrorCode.INTERNAL, "the history query failed")
         session.end_history(message)
 
-    async def _query(self, session: Session, request: History) -> Any:
-        """Run one history query for the session's own user only."""
+    async def _query(self, session: Session, request: History, identity: Identity) -> Any:
+        """Run one history query for the session's own user (an admin token: any user's)."""
+        if not identity.allows("history"):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "your token does not allow reading history")
+        if request.user is not None and not identity.admin:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, "only an admin token may read another user's history"
+            )
         if self.recorder is None:
             raise ProtocolError(
                 ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history (it has no storage)"
             )
-        user = session.start.user
-        if user is None:
+        user = request.user or session.start.user
+        if user is None and not (identity.admin and request.query == "session"):
             raise ProtocolError(
                 ErrorCode.NO_USER, "history is per user: start the session with a `user`"
             )
@@ -96,6 +105,6 @@ class HistoryQueries:
             if request.query == "session":
                 raise unknown from None
             raise
-        if found.get("user") != user:
+        if found.get("user") != user and not identity.admin:
             raise unknown  # the same answer as for an unknown id: ids of others stay secret
         return found

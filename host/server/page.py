@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hmac
 import socket
 from importlib import resources
 
 import trio
 
+from ..config.settings import ServerSettings
+from .origins import refusal
 from .websocket import WebSocket, close_socket, handshake_reply, recv_some, send_all
 
+RELAY_HEADER = "x-legato-relay"
+"""The header a relayed connection proves itself with on a worker's private port."""
 HEAD_LIMIT = 16 << 10
 """Largest request head read; larger ones get 431."""
 HEAD_TIMEOUT_S = 10.0
@@ -80,11 +85,13 @@ def answer(method: str, target: str) -> bytes:
 
 
 async def open_connection(
-    sock: socket.socket, max_message: int, close_timeout: float
+    sock: socket.socket, settings: ServerSettings, relay_key: str | None = None
 ) -> WebSocket | None:
     """Read the request head of a new connection (a non-blocking socket, taken over): a
     WebSocket upgrade is accepted and returned; anything else gets its HTTP answer (the page,
-    400, 404, 405, 426 or 431) and the connection is closed (None)."""
+    400, 403, 404, 405, 426 or 431) and the connection is closed (None). Upgrades must pass
+    the origin and host checks (origins.py), or with ``relay_key`` (a worker's private port)
+    carry that key instead."""
     head, rest = await _read_head(sock)
     if head is None:
         if len(rest) > HEAD_LIMIT:
@@ -100,6 +107,14 @@ async def open_connection(
     if "websocket" not in headers.get("upgrade", "").lower():
         await _reply(sock, answer(method, target))
         return None
+    if relay_key is None:
+        why = refusal(headers, settings)
+    else:
+        given = headers.get(RELAY_HEADER, "").encode()
+        why = None if hmac.compare_digest(given, relay_key.encode()) else "not a relay"
+    if why is not None:
+        await _reply(sock, response("403 Forbidden", why.encode() + b"\n"))
+        return None
     reply, accepted = handshake_reply(method, headers)
     if not accepted:
         await _reply(sock, reply)
@@ -109,7 +124,9 @@ async def open_connection(
     if sending.cancelled_caught or not sent:
         close_socket(sock)
         return None
-    return WebSocket(sock, rest, max_message, close_timeout)
+    ws = WebSocket(sock, rest, settings.max_message_bytes, settings.close_timeout_s)
+    ws.target, ws.headers = target, headers
+    return ws
 
 
 async def _read_head(sock: socket.socket) -> tuple[bytes | None, bytes]:

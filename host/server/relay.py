@@ -9,6 +9,7 @@ import contextlib
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from .page import RELAY_HEADER
 from .websocket import WebSocket
 
 Carrier = WebSocket | WebSocketConnection
@@ -19,12 +20,18 @@ UNSENDABLE = (1005, 1006, 1015)
 """Close codes that report what happened and may not be sent: passed on as 1001 (going away)."""
 
 
-async def relay(client: WebSocket, first: str, port: int) -> None:
-    """Open a connection to the owner on ``port``, send it the client's ``first`` message
-    (the ``resume``) in place of the client, then carry messages both ways until either side
+async def relay(
+    client: WebSocket, first: str, port: int, key: str, token: str | None = None
+) -> None:
+    """Open a connection to the owner on ``port`` (proved a relay by ``key``, carrying the
+    client's upgrade ``token`` if it had one), send it the client's ``first`` message (the
+    ``resume``) in place of the client, then carry messages both ways until either side
     closes, passing its close code on. The owner's ``hello`` is dropped: the client has one."""
+    headers = [(RELAY_HEADER.encode(), key.encode())]
+    if token is not None:
+        headers.append((b"Authorization", f"Bearer {token}".encode()))
     async with open_websocket_url(
-        f"ws://127.0.0.1:{port}/", max_message_size=RELAY_MESSAGE_BYTES
+        f"ws://127.0.0.1:{port}/", extra_headers=headers, max_message_size=RELAY_MESSAGE_BYTES
     ) as owner:
         await owner.get_message()
         await owner.send_message(first)

@@ -28,6 +28,7 @@ from ..records.journal import Journal
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
 from . import handoff
+from .auth import Authenticator
 from .connection import Connection
 from .handoff import WorkerLink
 from .history import HistoryQueries
@@ -49,8 +50,11 @@ class Server:
         library: Library | None = None,
         worker: WorkerLink | None = None,
         journal: Journal | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.config = config
+        self.auth = auth
+        """Checks clients' tokens; None: auth is off."""
         self.settings = settings or config.server
         self.recorder = recorder
         self.library = library
@@ -117,17 +121,18 @@ class Server:
         with trio.CancelScope() as scope:
             self._listen_scope = scope
             if self.worker is None:
-                host, port = self.settings.host, self.settings.port
+                public = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+                private: list[trio.SocketListener] = []
             else:
-                host, port = "127.0.0.1", 0
-            listeners = await trio.open_tcp_listeners(port, host=host)
-            accepting: list[trio.abc.Listener[trio.SocketStream]] = list(listeners)
-            if self.worker is not None:
-                accepting.append(self.worker.listener)
-            serving = partial(trio.serve_listeners, self._handle, accepting)
+                public = [self.worker.listener]
+                private = await trio.open_tcp_listeners(0, host="127.0.0.1")
             async with trio.open_nursery() as nursery:
-                await nursery.start(partial(serving, handler_nursery=handlers))
-                task_status.started(listeners[0].socket.getsockname()[1])
+                for listeners, relayed in ((public, False), (private, True)):
+                    if listeners:
+                        handler = partial(self._handle, relayed=relayed)
+                        serving = partial(trio.serve_listeners, handler, listeners)
+                        await nursery.start(partial(serving, handler_nursery=handlers))
+                task_status.started((private or public)[0].socket.getsockname()[1])
 
     def shutdown(self) -> None:
         """Stop accepting; open sessions are told, finish their queued audio, get their
@@ -153,13 +158,19 @@ class Server:
 
     # ---- connections and sessions -------------------------------------------------------
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        """Serve one accepted connection (the page, or a WebSocket); wrapped, since an exception
-        here would tear the whole server down."""
+    async def _handle(self, stream: trio.SocketStream, relayed: bool = False) -> None:
+        """Serve one accepted connection (the page, or a WebSocket; ``relayed``: on a worker's
+        private port, from another worker); wrapped, since an exception here would tear the
+        whole server down."""
         sock = socket.socket(fileno=stream.socket.detach())
         sock.setblocking(False)
-        settings = self.settings
-        ws = await open_connection(sock, settings.max_message_bytes, settings.close_timeout_s)
+        relay_key = None
+        if relayed:
+            relay_key = self.worker.relay_key if self.worker is not None else None
+            if not relay_key:
+                sock.close()
+                return
+        ws = await open_connection(sock, self.settings, relay_key)
         if ws is None:
             return
         self._count_connection(+1)
@@ -190,9 +201,12 @@ class Server:
         """A fresh session id; a worker's names the worker (``handoff.session_id``)."""
         return handoff.session_id(0 if self.worker is None else self.worker.index)
 
-    def owner_port(self, session_id: str) -> int | None:
-        """The private port of the worker holding ``session_id`` when another worker does."""
-        return None if self.worker is None else self.worker.owner_port(session_id)
+    def relay_target(self, session_id: str) -> tuple[int, str] | None:
+        """The private port of the worker holding ``session_id`` when another worker does, and
+        the key a relayed connection proves itself with there."""
+        if self.worker is None or (port := self.worker.owner_port(session_id)) is None:
+            return None
+        return port, self.worker.relay_key
 
     def full(self) -> bool:
         return len(self.sessions) >= self.settings.max_sessions
@@ -251,17 +265,18 @@ async def serve(
     library: Library | None = None,
     worker: WorkerLink | None = None,
     journal: Journal | None = None,
+    auth: Authenticator | None = None,
 ) -> None:
     """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once).
     With ``storage``, sessions are recorded in it (and fingerprints looked up there); with
     ``library``, playback pipelines serve its tracks. As one of `--workers N`, ``worker`` links
     it to its supervisor and ``journal`` keeps its open sessions (those a dead predecessor left
-    open are recorded ``abandoned`` first)."""
+    open are recorded ``abandoned`` first). With ``auth``, clients present tokens."""
     settings = settings or config.server
     recorder = None if storage is None else await open_recorder(storage, settings)
     if journal is not None:
         journal.recover(recorder, time.time())
-    server = Server(config, settings, recorder, library, worker, journal)
+    server = Server(config, settings, recorder, library, worker, journal, auth)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, server, nursery.cancel_scope)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -78,6 +79,8 @@ class Supervisor:
         self.run_dir = tempfile.mkdtemp(prefix="legato-workers-")
         self.stopping = False
         self.port: int | None = None
+        self.relay_key = secrets.token_hex(16)
+        """Proves a relayed connection on a worker's private port comes from a worker."""
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
@@ -195,7 +198,7 @@ class Supervisor:
 
     async def _share_ports(self) -> None:
         ports = {w.index: w.port for w in self.workers if w.port is not None}
-        message = b"ports " + json.dumps(ports).encode()
+        message = b"ports " + json.dumps({"ports": ports, "relay_key": self.relay_key}).encode()
         for worker in self.workers:
             if worker.channel is not None:
                 with contextlib.suppress(OSError):  # a worker on its way out

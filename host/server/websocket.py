@@ -289,6 +289,9 @@ class WebSocket:
         self._writing = False
         self._pending = bytearray()
         self._drained = trio.Event()
+        self.target = "/"
+        """The request target and headers (names lower-cased) of the upgrade."""
+        self.headers: dict[str, str] = {}
 
     # ---- receiving -----------------------------------------------------------------------
 
