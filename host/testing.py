@@ -20,6 +20,7 @@ from .stage import Event, Stage, StageType, StreamFormat
 
 if TYPE_CHECKING:
     from .config.pipelines import Config
+    from .server.auth import Authenticator
     from .server.server import Server
 
 
@@ -88,12 +89,14 @@ async def running_server(
     config: Config | None = None,
     storage_url: str | None = None,
     library: str | Path | None = None,
+    auth: Authenticator | None = None,
     **settings: Any,
 ) -> AsyncIterator[Server]:
     """A real `legato serve` on an ephemeral port for the duration of the block (trio);
     ``settings`` override ``[server]`` values; with ``storage_url`` it records sessions in
     that database (``server.recorder``); with ``library`` playback pipelines serve that
-    folder's tracks. ``server_url(server)`` gives its address."""
+    folder's tracks; with ``auth`` clients must present tokens it accepts.
+    ``server_url(server)`` gives its address."""
     from .config.pipelines import load_config
     from .library.tracks import Library
     from .server.server import Server, open_recorder
@@ -106,7 +109,7 @@ async def running_server(
         storage = open_storage(storage_url, registry())
         recorder = await open_recorder(storage, server_settings)
     folder = None if library is None else Library(library)
-    server = Server(config, server_settings, recorder, folder)
+    server = Server(config, server_settings, recorder, folder, auth=auth)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         try:

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from .. import HOST_API_VERSION, __version__
 from ..config.pipelines import ConfigError
 from ..errors import LegatoError
-from . import check, db, fingerprint, master, play, plugins, run, serve, stream
+from . import check, db, fingerprint, master, play, plugins, run, serve, stream, token
 
-COMMANDS = (plugins, serve, check, run, stream, fingerprint, master, play, db)
+COMMANDS = (plugins, serve, check, run, stream, fingerprint, master, play, db, token)
 """The command modules, in the order `legato --help` lists them."""
 
 

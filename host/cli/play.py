@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument("--url", default="ws://127.0.0.1:8765/", help="server (default %(default)s)")
     p.add_argument("--pipeline", default="playback", help="pipeline (default: playback)")
     p.add_argument(
+        "--token",
+        default=os.environ.get("LEGATO_TOKEN"),
+        help="access token for a server that requires one (default: $LEGATO_TOKEN)",
+    )
+    p.add_argument(
         "--format", choices=("f32le", "s16le"), default="f32le", help="PCM format to receive"
     )
     p.add_argument("--seek", type=float, metavar="S", help="start this many seconds in")
@@ -45,7 +51,7 @@ async def _play(args: argparse.Namespace, out_path: Path, temp: Path) -> dict[st
     first_block_s = None
     frames = 0
     async with open_player(
-        args.url, args.track, pipeline=args.pipeline, sample_format=args.format
+        args.url, args.track, pipeline=args.pipeline, sample_format=args.format, token=args.token
     ) as player:
         if args.seek:
             await player.seek_seconds(args.seek)

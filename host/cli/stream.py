@@ -8,6 +8,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument("--url", default="ws://127.0.0.1:8765/", help="server (default %(default)s)")
     p.add_argument("--pipeline", default="analyze", help="pipeline name (default: analyze)")
     p.add_argument("--user", help="user name recorded with the session")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("LEGATO_TOKEN"),
+        help="access token for a server that requires one (default: $LEGATO_TOKEN)",
+    )
     p.add_argument("--piece", help="piece name recorded with the session")
     p.add_argument("--target-tempo", type=float, metavar="BPM", help="tempo to compare against")
     p.add_argument("--realtime", action="store_true", help="send at the file's real-time rate")
@@ -46,7 +52,12 @@ def command(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="legato: %(message)s", stream=sys.stderr)
     write = jsonl_sink(sys.stdout)
-    options = {"user": args.user, "piece": args.piece, "target_tempo": args.target_tempo}
+    options = {
+        "user": args.user,
+        "piece": args.piece,
+        "target_tempo": args.target_tempo,
+        "token": args.token,
+    }
     session = trio.run(
         functools.partial(
             stream_file,

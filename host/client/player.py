@@ -26,6 +26,7 @@ from trio_websocket import (
 from ..engine import pcm
 from ..errors import LegatoError, raise_single
 from ..protocol.messages import PROTOCOL_VERSION, Credit, End, Seek, Start, encode
+from .session import auth_headers
 
 Message = dict[str, Any]
 
@@ -165,15 +166,18 @@ async def open_player(
     sample_format: str = "f32le",
     buffer_s: float = DEFAULT_BUFFER_S,
     start_frame: int = 0,
+    token: str | None = None,
 ) -> AsyncIterator[Player]:
-    """Connect, start ``pipeline`` on ``track`` (its path in the server's library) and yield
-    the ``Player`` once the server's ``track`` message is in; the session is ended on exit."""
+    """Connect (presenting ``token`` when the server requires one), start ``pipeline`` on
+    ``track`` (its path in the server's library) and yield the ``Player`` once the server's
+    ``track`` message is in; the session is ended on exit."""
     try:
         start = Start(pipeline=pipeline, track=track, format=sample_format)
     except (ValueError, TypeError) as exc:  # the server's answer, without asking it
         raise PlayerError("bad_message", f"invalid 'start' message: {exc}") from None
     try:
-        async with open_websocket_url(url, max_message_size=64 << 20) as ws:
+        headers = auth_headers(token)
+        async with open_websocket_url(url, extra_headers=headers, max_message_size=64 << 20) as ws:
             hello = await _reply(ws, "hello")
             if hello["protocol"] != PROTOCOL_VERSION:
                 raise PlayerError(

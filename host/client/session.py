@@ -105,8 +105,10 @@ class Session:
         reconnect: bool,
         max_backoff_s: float,
         resend_buffer_s: float,
+        token: str | None = None,
     ) -> None:
         self.url = url
+        self._headers = auth_headers(token)
         self.hello: Message = {}
         self.started: Message = {}
         self.summary: Message | None = None
@@ -328,6 +330,7 @@ class Session:
         try:
             async with open_websocket_url(
                 self.url,
+                extra_headers=self._headers,
                 message_queue_size=64,
                 max_message_size=RECEIVE_LIMIT_BYTES,
                 connect_timeout=timeout,
@@ -546,9 +549,11 @@ async def connect(
     reconnect: bool = True,
     max_backoff_s: float = 5.0,
     resend_buffer_s: float = RESEND_BUFFER_S,
+    token: str | None = None,
 ) -> AsyncIterator[Session]:
     """Open a session on ``pipeline``: connected, started, and (with ``reconnect``) resumed
-    after drops. Leaving the block closes the connection and every task it started."""
+    after drops; ``token``: the access token a server with auth on requires (sent in the
+    upgrade request). Leaving the block closes the connection and every task it started."""
     if not url.startswith(("ws://", "wss://")):
         raise ClientError(CONNECTION_FAILED, f"{url!r} is not a ws:// or wss:// URL")
     if format not in SAMPLE_FORMATS:
@@ -571,6 +576,7 @@ async def connect(
         reconnect=reconnect,
         max_backoff_s=max_backoff_s,
         resend_buffer_s=resend_buffer_s,
+        token=token,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -582,6 +588,11 @@ async def connect(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise_single(group)
+
+
+def auth_headers(token: str | None) -> list[tuple[bytes, bytes]]:
+    """The upgrade headers that present ``token`` (none without one)."""
+    return [] if token is None else [(b"Authorization", f"Bearer {token}".encode())]
 
 
 def _describe(exc: BaseException) -> str:

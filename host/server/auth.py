@@ -77,9 +77,12 @@ class Authenticator:
         if not auth.enabled:
             return None
         if auth.public_key_file:
-            key, algorithms = _read_key(base / auth.public_key_file, "public_key_file"), ASYMMETRIC
+            key, algorithms = (
+                read_key(base / auth.public_key_file, "[auth] public_key_file"),
+                ASYMMETRIC,
+            )
         elif auth.secret_file:
-            key, algorithms = _read_key(base / auth.secret_file, "secret_file"), SYMMETRIC
+            key, algorithms = read_key(base / auth.secret_file, "[auth] secret_file"), SYMMETRIC
         else:
             value = os.environ.get(auth.secret_env, "")
             if not value.strip():
@@ -122,13 +125,15 @@ class Authenticator:
         return Identity(user, _scopes(claims), verified=True)
 
 
-def _read_key(path: Path, setting: str) -> bytes:
+def read_key(path: Path, setting: str) -> bytes:
+    """A key file's contents (surrounding whitespace dropped); LegatoError naming ``setting``
+    when it cannot be read or is empty."""
     try:
         key = path.read_bytes().strip()
     except OSError as exc:
-        raise LegatoError(f"[auth] {setting}: cannot read {path}: {exc.strerror}") from None
+        raise LegatoError(f"{setting}: cannot read {path}: {exc.strerror}") from None
     if not key:
-        raise LegatoError(f"[auth] {setting}: {path} is empty")
+        raise LegatoError(f"{setting}: {path} is empty")
     return key
 
 

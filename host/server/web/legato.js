@@ -19,12 +19,19 @@ export class LegatoError extends Error {
   }
 }
 
-/** One WebSocket connection to `legato serve`, open once its `hello` has arrived. */
+/** One WebSocket connection to `legato serve`, open once its `hello` has arrived. A `token`
+ * (for a server with auth on) goes in the URL's `token` query parameter: browsers cannot set
+ * headers on a WebSocket. */
 export class Connection {
-  static open(url) {
+  static open(url, { token } = {}) {
     return new Promise((resolve, reject) => {
       let ws;
       try {
+        if (token) {
+          const withToken = new URL(url);
+          withToken.searchParams.set("token", token);
+          url = withToken.toString();
+        }
         ws = new WebSocket(url);
       } catch (err) {
         reject(new LegatoError("connection_failed", `${url}: ${err.message}`));
