@@ -15,6 +15,8 @@ from legato.protocol import (
     MAX_CREDIT,
     MAX_HISTORY_DAYS,
     MAX_HISTORY_SESSIONS,
+    MAX_TEMPO_BPM,
+    MIN_TEMPO_BPM,
     SAMPLE_FORMATS,
     Audio,
     ClientMessage,
@@ -48,7 +50,8 @@ starts = st.builds(
     user=optional(short_text),
     piece=optional(short_text),
     genre=optional(short_text),
-    target_tempo=optional(st.floats(min_value=0, exclude_min=True, allow_infinity=False)),
+    target_tempo=optional(st.floats(MIN_TEMPO_BPM, MAX_TEMPO_BPM)),
+    token=optional(st.text(min_size=1, max_size=100)),
 )
 
 
@@ -76,7 +79,13 @@ client_messages = st.one_of(
     st.builds(Ping, id=ids),
     st.just(StatsRequest()),
     st.just(End()),
-    st.builds(Resume, session_id=st.text(), token=st.text(), last_seq=st.integers(min_value=0)),
+    st.builds(
+        Resume,
+        session_id=short_text,
+        token=short_text,
+        last_seq=st.integers(min_value=0),
+        access_token=optional(st.text(min_size=1, max_size=100)),
+    ),
     histories(),
     st.builds(Credit, frames=st.integers(1, MAX_CREDIT)),
     st.builds(Seek, frame=st.integers(min_value=0)),
