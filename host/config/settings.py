@@ -39,6 +39,20 @@ class ServerSettings:
     max_sessions: int = param(
         512, doc="sessions (live or awaiting resume) before new ones are refused", min=1, max=100000
     )
+    max_connections: int = param(
+        1024,
+        doc="open connections (started or not) before new ones are refused with 1013; keeps"
+        " clients that never send `start` from holding the server",
+        min=1,
+        max=1_000_000,
+    )
+    start_timeout_s: float = param(
+        30.0,
+        doc="a connection that has not sent `start` or `resume` within this is closed",
+        unit="s",
+        min=0.5,
+        max=3600.0,
+    )
     max_message_bytes: int = param(
         1 << 20, doc="largest WebSocket message accepted", unit="bytes", min=1024, max=64 << 20
     )

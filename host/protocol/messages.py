@@ -39,6 +39,8 @@ class ErrorCode:
     OVERLOADED = "overloaded"
     EVENTS_DROPPED = "events_dropped"
     TOO_MANY_SESSIONS = "too_many_sessions"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    START_TIMEOUT = "start_timeout"
     RESUME_FAILED = "resume_failed"
     SESSION_ENDED = "session_ended"
     IDLE_TIMEOUT = "idle_timeout"

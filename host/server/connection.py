@@ -106,6 +106,7 @@ class Connection:
         self.identity: Identity | None = ANYONE
         """Who the client is; None until its token arrives (auth on, none in the upgrade)."""
         self._upgrade_token: str | None = None
+        self._replied_at: dict[str, float] = {}  # error code -> when last sent
 
     async def run(self) -> None:
         ws, server = self.ws, self.server
@@ -163,17 +164,23 @@ class Connection:
     # ---- before a session exists ---------------------------------------------------------
 
     async def _handshake(self, ids: tuple[str, str]) -> Session | None:
-        """Wait for `start` or `resume`, answering anything else."""
+        """Wait for `start` or `resume` (up to ``start_timeout_s``), answering anything else."""
+        deadline = trio.current_time() + self.settings.start_timeout_s
         while True:
-            message = await self._receive()
+            message: str | bytes | None = None
+            with trio.move_on_at(deadline) as waiting:
+                message = await self._receive()
+            if waiting.cancelled_caught:
+                timeout = self.settings.start_timeout_s
+                why = f"no `start` or `resume` within {timeout:g} s"
+                await self.ws.send_message(error_message(ErrorCode.START_TIMEOUT, why, False))
+                await self.ws.aclose(CloseCode.IDLE, "start timeout")
+                return None
             if message is None:
                 return None
-            if isinstance(message, bytes):
-                await self.ws.send_message(
-                    error_message(ErrorCode.NOT_STARTED, "send `start` before audio")
-                )
-                continue
             try:
+                if isinstance(message, bytes):
+                    raise ProtocolError(ErrorCode.NOT_STARTED, "send `start` before audio")
                 parsed = parse_client_message(message)
                 if isinstance(parsed, Start | Resume):
                     token = parsed.token if isinstance(parsed, Start) else parsed.access_token
@@ -190,7 +197,16 @@ class Connection:
                     ErrorCode.NOT_STARTED, f"send `start` or `resume` first, not {message[:40]!r}"
                 )
             except ProtocolError as exc:
-                await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
+                await self._reply_error(exc)
+
+    async def _reply_error(self, exc: ProtocolError) -> None:
+        """Answer a bad message: at most once per second per code (as docs/protocol.md says),
+        so a flood of bad messages costs the server a few replies, not one each."""
+        now = trio.current_time()
+        if not exc.fatal and now - self._replied_at.get(exc.code, -10.0) < 1.0:
+            return
+        self._replied_at[exc.code] = now
+        await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
 
     async def _identify(self, token: str | None) -> Identity | None:
         """The client's identity: known already, or proved by its upgrade's token or else
@@ -381,7 +397,7 @@ class Connection:
                         ErrorCode.ALREADY_STARTED, f"session {session.id} is already running"
                     )
             except ProtocolError as exc:
-                await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
+                await self._reply_error(exc)
 
     def _send_nowait(self, session: Session, owner: trio.CancelScope) -> bool:
         """Send what is ready (controls, then events) while the socket takes it at once, so a

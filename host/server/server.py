@@ -23,7 +23,13 @@ from ..config.pipelines import Config
 from ..config.settings import ServerSettings
 from ..library.fingerprints import FingerprintCache
 from ..library.tracks import Library
-from ..protocol.messages import PROTOCOL_VERSION, CloseCode, ServerShutdown, encode
+from ..protocol.messages import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    ErrorCode,
+    ServerShutdown,
+    encode,
+)
 from ..records.journal import Journal
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
@@ -33,7 +39,7 @@ from .connection import Connection
 from .handoff import WorkerLink
 from .history import HistoryQueries
 from .page import open_connection
-from .session import Session
+from .session import Session, error_message
 from .websocket import ConnectionClosed
 
 log = logging.getLogger("legato.server")
@@ -172,6 +178,13 @@ class Server:
                 return
         ws = await open_connection(sock, self.settings, relay_key)
         if ws is None:
+            return
+        if self.connections >= self.settings.max_connections:
+            with contextlib.suppress(ConnectionClosed):
+                why = f"server is at max_connections ({self.settings.max_connections})"
+                await ws.send_message(error_message(ErrorCode.TOO_MANY_CONNECTIONS, why, False))
+                await ws.aclose(CloseCode.TRY_AGAIN, "too many connections")
+            ws.abort()
             return
         self._count_connection(+1)
         try:

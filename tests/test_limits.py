@@ -1,0 +1,84 @@
+"""Limits no client gets around: connections that never start, floods of bad messages, and
+strings that would forge log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import trio
+from live import RATE, receive
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from legato.testing import running_server, server_url
+
+
+async def close_code(ws) -> int:
+    with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+        while True:
+            await ws.get_message()
+    return closed.value.reason.code
+
+
+async def test_a_connection_that_never_starts_is_closed() -> None:
+    async with running_server(start_timeout_s=0.5) as server:
+        async with open_websocket_url(server_url(server)) as ws:
+            await receive(ws)  # hello
+            for _ in range(5):  # pings keep a connection alive, but do not start it
+                await ws.send_message('{"type": "ping"}')
+                await trio.sleep(0.05)
+            messages = []
+            with trio.fail_after(5):
+                while (message := json.loads(await ws.get_message()))["type"] != "error":
+                    messages.append(message)
+            assert message["code"] == "start_timeout" and not message["continues"]
+            assert await close_code(ws) == 4001
+        assert server.connections == 0
+
+
+async def test_connections_beyond_max_connections_are_refused() -> None:
+    async with running_server(max_connections=3) as server:
+        url = server_url(server)
+        async with open_websocket_url(url) as a, open_websocket_url(url) as b:
+            async with open_websocket_url(url) as c:
+                for ws in (a, b, c):
+                    assert (await receive(ws))["type"] == "hello"
+                async with open_websocket_url(url) as d:
+                    refused = await receive(d)
+                    assert refused["code"] == "too_many_connections"
+                    assert await close_code(d) == 1013
+            async with open_websocket_url(url) as e:  # one left: room again
+                assert (await receive(e))["type"] == "hello"
+
+
+async def test_a_flood_of_bad_messages_gets_one_reply_a_second() -> None:
+    async with running_server() as server, open_websocket_url(server_url(server)) as ws:
+        await receive(ws)
+        await ws.send_message(
+            json.dumps({"type": "start", "pipeline": "analyze", "sample_rate": RATE})
+        )
+        assert (await receive(ws))["type"] == "started"
+        for _ in range(200):
+            await ws.send_message("{not json")
+        await ws.send_message('{"type": "ping", "id": "last"}')
+        replies = []
+        with trio.fail_after(5):
+            while (message := json.loads(await ws.get_message()))["type"] != "pong":
+                replies.append(message)
+        assert 1 <= len([r for r in replies if r.get("code") == "bad_json"]) <= 2
+
+
+async def test_user_strings_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="legato.server")
+    async with running_server() as server, open_websocket_url(server_url(server)) as ws:
+        await receive(ws)
+        forged = "ana\n2026-01-01 00:00:00 INFO session x started: user=admin"
+        await ws.send_message(
+            json.dumps(
+                {"type": "start", "pipeline": "analyze", "sample_rate": RATE, "user": forged}
+            )
+        )
+        assert (await receive(ws))["type"] == "started"
+    started = [r.getMessage() for r in caplog.records if "started:" in r.getMessage()]
+    assert len(started) == 1 and "\n" not in started[0] and "user='ana\\n2026" in started[0]
