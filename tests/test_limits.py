@@ -82,3 +82,27 @@ async def test_user_strings_cannot_forge_log_lines(caplog: pytest.LogCaptureFixt
         assert (await receive(ws))["type"] == "started"
     started = [r.getMessage() for r in caplog.records if "started:" in r.getMessage()]
     assert len(started) == 1 and "\n" not in started[0] and "user='ana\\n2026" in started[0]
+
+
+async def test_large_messages_do_not_get_around_the_audio_rate() -> None:
+    """1 MiB messages of s16le: within the message rate, far beyond real time."""
+    async with running_server(max_realtime_factor=4.0) as server:
+        async with open_websocket_url(server_url(server), max_message_size=1 << 22) as ws:
+            await receive(ws)
+            await ws.send_message(
+                json.dumps(
+                    {"type": "start", "pipeline": "analyze", "sample_rate": RATE, "format": "s16le"}
+                )
+            )
+            assert (await receive(ws))["type"] == "started"
+            big = bytes(1 << 20)  # 524288 frames: 11.9 s of audio each
+            for _ in range(5):
+                await ws.send_message(big)
+            await ws.send_message('{"type": "stats"}')
+            with trio.fail_after(20):
+                while (stats := json.loads(await ws.get_message()))["type"] != "stats":
+                    pass
+        # at 4x real time one such message takes 3 s of budget: the first (one largest message
+        # always fits) goes through, the four right behind it do not
+        assert stats["frames_dropped"] == 4
+        assert stats["samples_received"] == len(big) // 2

@@ -145,6 +145,7 @@ class Session:
         self._last_write = 0.0
         self._tokens = 0.0
         self._tokens_at = 0.0
+        self._audio_budget = 0.0
 
     # ---- the caller's side --------------------------------------------------------------
 
@@ -263,7 +264,7 @@ class Session:
             with suppress(ConnectionClosed):  # the resumed connection writes it
                 while self._wire < self._total:
                     payload = self._payload_at(self._wire)
-                    await self._pace()
+                    await self._pace(len(payload) // self._frame_bytes)
                     await self._write(ws, payload)
                     self._wire += len(payload) // self._frame_bytes
                 if self._end_requested and self._end_sent_on is not ws:
@@ -274,19 +275,31 @@ class Session:
         await ws.send_message(message)
         self._last_write = trio.current_time()
 
-    async def _pace(self) -> None:
-        """Stay under the server's max_frames_per_second: a token bucket like the server's
-        but holding half as many tokens, so messages bunched by up to half a second of network
-        jitter still find tokens there."""
-        rate = float(self.hello["limits"]["max_frames_per_second"])
-        burst = max(1.0, rate / 2)
+    async def _pace(self, frames: int) -> None:
+        """Stay under the server's max_frames_per_second and max_realtime_factor: token
+        buckets like the server's but holding half as much, so messages bunched by up to half
+        a second of network jitter still find room there."""
+        limits = self.hello["limits"]
+        rate = float(limits["max_frames_per_second"])
+        factor = limits.get("max_realtime_factor")  # servers before it had none
+        audio = float(factor) * float(self._start.sample_rate or 0) if factor else 0.0
         now = trio.current_time()
-        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-        if self._tokens < 1.0:
-            await trio.sleep((1.0 - self._tokens) / rate)
-            self._tokens, self._tokens_at = 1.0, trio.current_time()
+        elapsed, self._tokens_at = now - self._tokens_at, now
+        self._tokens = min(max(1.0, rate / 2), self._tokens + elapsed * rate)
+        wait = (1.0 - self._tokens) / rate if self._tokens < 1.0 else 0.0
+        if audio:
+            self._audio_budget = min(max(frames, audio), self._audio_budget + elapsed * audio)
+            if self._audio_budget < frames:
+                wait = max(wait, (frames - self._audio_budget) / audio)
+        if wait > 0:
+            await trio.sleep(wait)
+            later = trio.current_time()
+            self._tokens = min(1.0, self._tokens + (later - now) * rate)
+            if audio:
+                self._audio_budget = min(frames, self._audio_budget + (later - now) * audio)
+            self._tokens_at = later
         self._tokens -= 1.0
+        self._audio_budget -= frames if audio else 0
 
     # ---- connections --------------------------------------------------------------------
 

@@ -64,6 +64,13 @@ class ServerSettings:
         min=1.0,
         max=100000.0,
     )
+    max_realtime_factor: float = param(
+        16.0,
+        doc="audio a session may send per second, as a multiple of real time (bursts of two"
+        " seconds of it); beyond it messages are dropped and reported (`rate_limited`)",
+        min=1.0,
+        max=10000.0,
+    )
     idle_timeout_s: float = param(
         60.0, doc="a connection that sends nothing for this long is closed", unit="s", min=1.0
     )

@@ -286,6 +286,7 @@ ClientMessage = Start | Audio | Ping | StatsRequest | End | Resume | History | C
 class Limits:
     max_message_bytes: int
     max_frames_per_second: float
+    max_realtime_factor: float
     max_sessions: int
     idle_timeout_s: float
     resume_grace_s: float

@@ -151,6 +151,7 @@ class Connection:
             limits=Limits(
                 max_message_bytes=s.max_message_bytes,
                 max_frames_per_second=s.max_frames_per_second,
+                max_realtime_factor=s.max_realtime_factor,
                 max_sessions=s.max_sessions,
                 idle_timeout_s=s.idle_timeout_s,
                 resume_grace_s=s.resume_grace_s,

@@ -42,6 +42,9 @@ log = logging.getLogger("legato.session")
 
 END = None  # sentinel on the audio queue: no more audio
 
+AUDIO_BURST_S = 2.0
+"""Seconds of audio (at ``max_realtime_factor``) a session may send at once, after a pause."""
+
 LATENCY_WINDOW = 4096
 """Latencies kept per session for the percentiles ``stats`` reports (the most recent ones)."""
 
@@ -150,6 +153,12 @@ class Session:
         self._marks: deque[tuple[int, float]] = deque()
         self._tokens = settings.max_frames_per_second
         self._tokens_at = time.monotonic()
+        self._audio_rate = settings.max_realtime_factor * start.sample_rate  # frames per second
+        smallest_frame = min(SAMPLE_FORMATS.values()) * start.channels
+        self._audio_capacity = max(  # one largest message always fits, at the audio rate
+            self._audio_rate * AUDIO_BURST_S, settings.max_message_bytes // smallest_frame
+        )
+        self._audio_budget = self._audio_capacity
         self._outbox: list[str] = []  # encoded control messages for the attached connection
         self._summary_delivered = False
         self._noticed_at: dict[str, float] = {}
@@ -177,8 +186,12 @@ class Session:
                 f"({width} bytes each); message dropped",
             )
         self.counters.frames_received += 1
-        if not self._take_token():
-            self._drop(ErrorCode.RATE_LIMITED, "audio messages exceed max_frames_per_second")
+        if not self._take_token(len(payload) // width):
+            self._drop(
+                ErrorCode.RATE_LIMITED,
+                "audio exceeds max_frames_per_second messages or max_realtime_factor times real"
+                " time",
+            )
             return
         block = self._decode(payload, sample_format)
         self.counters.samples_received += block.shape[0]
@@ -212,14 +225,21 @@ class Session:
             )
         return block
 
-    def _take_token(self) -> bool:
+    def _take_token(self, frames: int) -> bool:
+        """Whether a message of ``frames`` fits both budgets: messages per second, and audio
+        per second relative to real time (bursts of ``AUDIO_BURST_S`` of audio). Counting
+        audio, not messages, is what keeps one client with large messages from taking the
+        analysis time of others."""
         now = time.monotonic()
+        elapsed, self._tokens_at = now - self._tokens_at, now
         rate = self.settings.max_frames_per_second
-        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-        if self._tokens < 1.0:
+        self._tokens = min(rate, self._tokens + elapsed * rate)
+        audio = self._audio_rate
+        self._audio_budget = min(self._audio_capacity, self._audio_budget + elapsed * audio)
+        if self._tokens < 1.0 or self._audio_budget < frames:
             return False
         self._tokens -= 1.0
+        self._audio_budget -= frames
         return True
 
     def _drop(self, code: str, why: str) -> None:
