@@ -42,6 +42,15 @@ async def receive(ws: WebSocketConnection) -> dict[str, Any]:
         return json.loads(await ws.get_message())
 
 
+async def history(ws: WebSocketConnection, **request: Any) -> dict[str, Any]:
+    """Send a ``history`` request; its answer (a ``history`` or an ``error`` message)."""
+    await ws.send_message(json.dumps({"type": "history"} | request))
+    while True:
+        message = await receive(ws)
+        if message["type"] in ("history", "error"):
+            return message
+
+
 async def drain(
     ws: WebSocketConnection, timeout_s: float = 20.0
 ) -> tuple[list[Event], list[dict], dict | None]:

@@ -21,7 +21,7 @@ import soundfile as sf
 import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from live import RATE, drain, legato_serve, phrase, receive
+from live import RATE, drain, history, legato_serve, phrase, receive
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from legato.config.settings import AuthSettings
@@ -162,14 +162,6 @@ async def test_the_token_is_the_user(tmp_path: Path) -> None:
         assert (await storage.get_session(session_id))["user"] == "alice"
     finally:
         await storage.close()
-
-
-async def history(ws: Any, **request: Any) -> dict:
-    await ws.send_message(json.dumps({"type": "history"} | request))
-    while True:
-        message = await receive(ws)
-        if message["type"] in ("history", "error"):
-            return message
 
 
 async def test_an_impostor_reads_nothing_of_another_user(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ async def test_connections_beyond_max_connections_are_refused() -> None:
                 assert (await receive(e))["type"] == "hello"
 
 
-async def test_a_flood_of_bad_messages_gets_one_reply_a_second() -> None:
+async def test_a_flood_of_bad_messages_gets_a_few_replies_not_one_each() -> None:
     async with running_server() as server, open_websocket_url(server_url(server)) as ws:
         await receive(ws)
         await ws.send_message(
@@ -66,7 +66,7 @@ async def test_a_flood_of_bad_messages_gets_one_reply_a_second() -> None:
         with trio.fail_after(5):
             while (message := json.loads(await ws.get_message()))["type"] != "pong":
                 replies.append(message)
-        assert 1 <= len([r for r in replies if r.get("code") == "bad_json"]) <= 2
+        assert 10 <= len([r for r in replies if r.get("code") == "bad_json"]) <= 12
 
 
 async def test_user_strings_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:

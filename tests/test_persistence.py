@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from live import RATE, drain, phrase, receive
+from live import RATE, drain, history, phrase, receive
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from legato.config.settings import ServerSettings
@@ -182,14 +182,6 @@ def test_legato_run_db_records_the_offline_run(tmp_path: Path) -> None:
 
 
 # ---- history ------------------------------------------------------------------------------
-
-
-async def history(ws: WebSocketConnection, **request: Any) -> dict[str, Any]:
-    await ws.send_message(json.dumps({"type": "history"} | request))
-    while True:
-        message = await receive(ws)
-        if message["type"] in ("history", "error"):
-            return message
 
 
 async def test_history_messages_read_only_the_own_users_data(tmp_path: Path) -> None:

@@ -61,6 +61,9 @@ from .websocket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("legato.server")
 
+ERROR_BURST = 10.0
+"""Error replies a connection gets at once; then one a second."""
+
 BATCH_EVENTS = 1024
 """Most events in one ``analysis`` message; a backlog goes out in several."""
 
@@ -106,7 +109,8 @@ class Connection:
         self.identity: Identity | None = ANYONE
         """Who the client is; None until its token arrives (auth on, none in the upgrade)."""
         self._upgrade_token: str | None = None
-        self._replied_at: dict[str, float] = {}  # error code -> when last sent
+        self._reply_budget = ERROR_BURST  # error replies that may go out now
+        self._replied_at = trio.current_time()
 
     async def run(self) -> None:
         ws, server = self.ws, self.server
@@ -201,12 +205,16 @@ class Connection:
                 await self._reply_error(exc)
 
     async def _reply_error(self, exc: ProtocolError) -> None:
-        """Answer a bad message: at most once per second per code (as docs/protocol.md says),
-        so a flood of bad messages costs the server a few replies, not one each."""
+        """Answer a bad message, from a budget of ``ERROR_BURST`` replies refilled one a
+        second (as docs/protocol.md says): a client's honest mistakes are all answered, a flood
+        of bad messages costs the server a few replies, not one each. Fatal ones always go."""
         now = trio.current_time()
-        if not exc.fatal and now - self._replied_at.get(exc.code, -10.0) < 1.0:
-            return
-        self._replied_at[exc.code] = now
+        self._reply_budget = min(ERROR_BURST, self._reply_budget + now - self._replied_at)
+        self._replied_at = now
+        if not exc.fatal:
+            if self._reply_budget < 1.0:
+                return
+            self._reply_budget -= 1.0
         await self.ws.send_message(error_message(exc.code, exc.message, not exc.fatal))
 
     async def _identify(self, token: str | None) -> Identity | None:
