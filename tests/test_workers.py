@@ -23,9 +23,10 @@ import trio
 from live import RATE, Proxy, drain, feed_with_cuts, legato_serve, phrase, receive
 from trio_websocket import open_websocket_url
 
-from legato.client.session import connect
+from legato.client.session import auth_headers, connect
 from legato.config.pipelines import load_config
 from legato.engine.runner import run_file
+from legato.server.auth import issue_token
 from legato.storage import open_storage
 from legato.testing import registry
 
@@ -165,13 +166,24 @@ async def test_every_worker_records_every_event_once(
         await storage.close()
 
 
-async def test_a_resume_reaches_the_worker_holding_the_session(tmp_path: Path, take: Path) -> None:
+@pytest.mark.parametrize("auth", [False, True], ids=["no-auth", "tokens"])
+async def test_a_resume_reaches_the_worker_holding_the_session(
+    tmp_path: Path, take: Path, auth: bool
+) -> None:
     """The session starts on one worker; the resume comes in on a connection the supervisor
-    gives the other one (the least loaded), which relays it to the owner."""
+    gives the other one (the least loaded), which relays it to the owner (with auth on, with
+    the client's token: the owner checks it is the same user)."""
     blocks = blocks_of(take)
     half = len(blocks) // 2
-    with legato_serve(tmp_path, "--workers", "2") as port:
-        async with open_websocket_url(url(port)) as first:
+    options: list[str] = []
+    headers: list[tuple[bytes, bytes]] = []
+    if auth:
+        key = tmp_path / "legato.key"
+        key.write_text("a test key of more than thirty-two bytes for HS256\n")
+        options = ["--auth-secret-file", str(key)]
+        headers = auth_headers(issue_token(key.read_bytes().strip(), "ana"))
+    with legato_serve(tmp_path, "--workers", "2", *options) as port:
+        async with open_websocket_url(url(port), extra_headers=headers) as first:
             hello = await receive(first)
             owner = worker_of(hello["session_id"])
             await first.send_message(
@@ -186,7 +198,21 @@ async def test_a_resume_reaches_the_worker_holding_the_session(tmp_path: Path, t
                     message = await receive(first)
                     if message["type"] == "analysis":
                         seen.extend(message["events"])
-            async with open_websocket_url(url(port)) as second:
+            if auth:  # another user, even with the resume token, reaches nothing
+                mallory = auth_headers(
+                    issue_token((tmp_path / "legato.key").read_bytes().strip(), "mallory")
+                )
+                async with open_websocket_url(url(port), extra_headers=mallory) as evil:
+                    await receive(evil)
+                    stolen = {
+                        "type": "resume",
+                        "session_id": hello["session_id"],
+                        "token": hello["resume_token"],
+                        "last_seq": 0,
+                    }
+                    await evil.send_message(json.dumps(stolen))
+                    assert (await receive(evil))["code"] == "resume_failed"
+            async with open_websocket_url(url(port), extra_headers=headers) as second:
                 other = await receive(second)
                 assert worker_of(other["session_id"]) != owner  # the least-loaded worker
                 resume = {
