@@ -6,11 +6,15 @@ SIGTERM drains every worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +24,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import trio
-from live import RATE, Proxy, drain, feed_with_cuts, legato_serve, phrase, receive
+from live import (
+    RATE,
+    Proxy,
+    drain,
+    feed_with_cuts,
+    free_port,
+    legato_serve,
+    phrase,
+    receive,
+)
 from trio_websocket import open_websocket_url
 
 from legato.client.session import auth_headers, connect
@@ -90,6 +103,12 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def wait_for(condition: Any, timeout: float = 20.0) -> None:
@@ -350,3 +369,53 @@ async def test_sigterm_drains_every_worker(tmp_path: Path, take: Path) -> None:
             os.kill(supervisor, signal.SIGTERM)
         assert len(results) == 2 and all(r == offline(take) for r in results)
         wait_for(lambda: not any(alive(pid) for pid in [*pids, supervisor]))
+
+
+async def test_a_restart_abandons_what_a_killed_server_left_open(
+    tmp_path: Path, take: Path
+) -> None:
+    """Two single-process servers share a SQLite file. One is killed with SIGKILL; a server
+    started afterwards records its open session as abandoned, and leaves alone the session
+    the other, living, server holds."""
+    db = tmp_path / "legato.db"
+    served = ["--workers", "1", "--db", f"sqlite:///{db}"]
+
+    async def open_session(port: int, user: str) -> tuple[Any, str]:
+        ws_context = open_websocket_url(url(port))
+        ws = await ws_context.__aenter__()
+        hello = await receive(ws)
+        start = {"type": "start", "pipeline": "analyze", "sample_rate": RATE, "user": user}
+        await ws.send_message(json.dumps(start))
+        assert (await receive(ws))["type"] == "started"
+        await ws.send_message(blocks_of(take)[0].astype("<f4").tobytes())
+        return ws_context, hello["session_id"]
+
+    def status(session_id: str) -> str | None:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return row[0] if row else None
+
+    living_home, doomed_home = tmp_path / "living", tmp_path / "doomed"
+    living_home.mkdir()
+    doomed_home.mkdir()
+    with legato_serve(living_home, *served) as living:
+        kept_context, kept = await open_session(living, "kim")
+        port = free_port()
+        command = [sys.executable, "-m", "legato.cli", "serve", *served, "--port", str(port)]
+        with (doomed_home / "serve.log").open("wb") as log:
+            doomed = subprocess.Popen(command, stderr=log, cwd=doomed_home)
+        try:
+            wait_for(lambda: listening(port))
+            lost_context, lost = await open_session(port, "lou")
+            wait_for(lambda: status(lost) == "active" and status(kept) == "active")
+            doomed.kill()
+            doomed.wait(timeout=10)
+            with contextlib.suppress(Exception):
+                await lost_context.__aexit__(None, None, None)
+        finally:
+            doomed.kill()
+        assert status(lost) == "active"  # nobody has looked yet
+        with legato_serve(doomed_home, *served):
+            wait_for(lambda: status(lost) == "abandoned")
+            assert status(kept) == "active", "a living server's session is not touched"
+        await kept_context.__aexit__(None, None, None)

@@ -52,7 +52,6 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     for hidden in ("--worker-channel", "--worker-index"):  # set by the supervisor
         p.add_argument(hidden, type=int, help=argparse.SUPPRESS)
-    p.add_argument("--run-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=command)
 
 
@@ -62,7 +61,6 @@ def command(args: argparse.Namespace) -> int:
     import trio
 
     from ..library.tracks import Library
-    from ..records.journal import Journal
     from ..server.auth import Authenticator
     from ..server.handoff import WorkerLink
     from ..server.origins import listens_on_loopback
@@ -103,7 +101,7 @@ def command(args: argparse.Namespace) -> int:
         raise LegatoError(f"--workers must be 0 (one per core) or more, got {workers}")
     workers = workers or usable_cores()
     storage = config.storage.open(registry, args.db)
-    worker = journal = None
+    worker = None
     if args.worker_channel is not None:
         logging.getLogger().handlers[0].setFormatter(
             logging.Formatter(
@@ -112,12 +110,11 @@ def command(args: argparse.Namespace) -> int:
             )
         )
         worker = WorkerLink(socket.socket(fileno=args.worker_channel), args.worker_index)
-        journal = Journal(Path(args.run_dir) / f"worker-{args.worker_index}.journal")
     try:
         if worker is None and workers > 1:
             supervise(settings, workers, worker_argv(args, library))
         else:
-            trio.run(serve, config, settings, storage, library, worker, journal, auth)
+            trio.run(serve, config, settings, storage, library, worker, auth)
     except OSError as exc:
         raise LegatoError(f"cannot listen: {exc.strerror or exc}") from None
     return 0

@@ -1,14 +1,23 @@
-"""A worker's journal of its open sessions (`legato serve --workers N`): one line when a recorded
-session starts (its row) and one when it ends, flushed as written. A worker killed outright
-leaves its open sessions `active` in storage; the worker started in its place reads the
-journal and records each session it finds open as `abandoned`, so nothing stays `active`
-forever."""
+"""The journal of a serving process's open sessions: one line when a recorded session starts
+(its row) and one when it ends, flushed as written, in a file the process holds locked for as
+long as it lives.
+
+A process killed outright (``kill -9``, the OOM killer, a lost machine) leaves its open
+sessions `active` in storage. Every `legato serve` process (and every worker of `--workers N`)
+keeps its journal in ``<spool_dir>/journals/<storage>/``; at start it looks there for journals
+whose lock nobody holds, records each session they left open as `abandoned`, and deletes them.
+A journal whose process still runs stays locked and is not touched.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
+import secrets
 from pathlib import Path
+from typing import IO
 
 import attrs
 
@@ -20,39 +29,60 @@ from .spool import decode_batch, encode_batch
 log = logging.getLogger("legato.records")
 
 
-class Journal:
-    """The journal file at ``path``; ``recover`` first, then ``started``/``ended``."""
+def journal_folder(spool_dir: Path, storage_url: str) -> Path:
+    """Where the journals of processes recording into ``storage_url`` live (one folder per
+    database, so a process never recovers another database's sessions)."""
+    return spool_dir / "journals" / hashlib.sha256(storage_url.encode()).hexdigest()[:16]
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._file = None
 
-    def recover(self, recorder: Recorder | None, now: float) -> int:
-        """Record every session a previous journal left open as ``abandoned`` (through
-        ``recorder``; none: forgotten) and start the journal afresh; returns how many."""
-        left: dict[str, SessionRecord] = {}
+def recover_orphans(folder: Path, recorder: Recorder, now: float) -> int:
+    """Record the sessions that journals of dead processes in ``folder`` left open as
+    ``abandoned`` (through ``recorder``) and delete those journals; returns how many."""
+    count = 0
+    for path in sorted(folder.glob("*.journal")):
         try:
-            lines = self.path.read_bytes().splitlines()
+            f = path.open("rb")
         except FileNotFoundError:
-            lines = []
-        for line in lines:
-            if line.startswith(b"end "):
-                left.pop(line[4:].decode(), None)
-                continue
+            continue  # recovered by another process meanwhile
+        with f:
             try:
-                _, batch = decode_batch(line)
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by the kill
-            for row in batch.sessions:
-                left[row.id] = row
-        if recorder is not None:
-            for row in left.values():
-                abandoned = attrs.evolve(row, status="abandoned", ended_at=utc(now))
-                recorder.session_ended(abandoned, None)
-        if left:
-            log.warning("%d session(s) of a worker that died recorded as abandoned", len(left))
-        self._file = self.path.open("wb", buffering=0)
-        return len(left)
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive
+            for row in _open_sessions(f.read()).values():
+                recorder.session_ended(
+                    attrs.evolve(row, status="abandoned", ended_at=utc(now)), None
+                )
+                count += 1
+            path.unlink(missing_ok=True)
+    if count:
+        log.warning("%d session(s) of a process that died recorded as abandoned", count)
+    return count
+
+
+def _open_sessions(text: bytes) -> dict[str, SessionRecord]:
+    left: dict[str, SessionRecord] = {}
+    for line in text.splitlines():
+        if line.startswith(b"end "):
+            left.pop(line[4:].decode(), None)
+            continue
+        try:
+            _, batch = decode_batch(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+        for row in batch.sessions:
+            left[row.id] = row
+    return left
+
+
+class Journal:
+    """This process's journal, created (and locked) in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{os.getpid()}-{secrets.token_hex(4)}.journal"
+        self._file: IO[bytes] | None = self.path.open("wb", buffering=0)
+        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def started(self, row: SessionRecord) -> None:
         self._write(encode_batch(Batch(sessions=(row,)), 0))
@@ -65,7 +95,8 @@ class Journal:
             self._file.write(line)
 
     def close(self) -> None:
+        """The process ends cleanly: every session it held was recorded as it ended."""
         if self._file is not None:
+            self.path.unlink(missing_ok=True)
             self._file.close()
             self._file = None
-            os.unlink(self.path)

@@ -30,7 +30,7 @@ from ..protocol.messages import (
     ServerShutdown,
     encode,
 )
-from ..records.journal import Journal
+from ..records.journal import Journal, journal_folder, recover_orphans
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
 from . import handoff
@@ -277,18 +277,21 @@ async def serve(
     storage: Storage | None = None,
     library: Library | None = None,
     worker: WorkerLink | None = None,
-    journal: Journal | None = None,
     auth: Authenticator | None = None,
 ) -> None:
     """Run a server until SIGINT/SIGTERM, then drain it (a second signal stops at once).
     With ``storage``, sessions are recorded in it (and fingerprints looked up there); with
     ``library``, playback pipelines serve its tracks. As one of `--workers N`, ``worker`` links
-    it to its supervisor and ``journal`` keeps its open sessions (those a dead predecessor left
-    open are recorded ``abandoned`` first). With ``auth``, clients present tokens."""
+    it to its supervisor. With ``auth``, clients present tokens. Sessions that a killed
+    process left open in the same storage are recorded ``abandoned`` first, and this one's
+    are journaled (``records.journal``)."""
     settings = settings or config.server
     recorder = None if storage is None else await open_recorder(storage, settings)
-    if journal is not None:
-        journal.recover(recorder, time.time())
+    journal = None
+    if recorder is not None:
+        folder = journal_folder(recorder.settings.spool_dir, recorder.storage.url)
+        recover_orphans(folder, recorder, time.time())
+        journal = Journal(folder)
     server = Server(config, settings, recorder, library, worker, journal, auth)
     try:
         async with trio.open_nursery() as nursery:

@@ -24,11 +24,9 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import attrs
@@ -76,7 +74,6 @@ class Supervisor:
         self.settings = settings
         self.workers = [Worker(i) for i in range(workers)]
         self.worker_argv = list(worker_argv)
-        self.run_dir = tempfile.mkdtemp(prefix="legato-workers-")
         self.stopping = False
         self.port: int | None = None
         self.relay_key = secrets.token_hex(16)
@@ -151,8 +148,6 @@ class Supervisor:
                 str(theirs.fileno()),
                 "--worker-index",
                 str(worker.index),
-                "--run-dir",
-                self.run_dir,
             ]
             worker.process = await trio.lowlevel.open_process(
                 argv, pass_fds=(theirs.fileno(),), start_new_session=True
@@ -245,5 +240,3 @@ def supervise(settings: ServerSettings, workers: int, worker_argv: Sequence[str]
         raise_single(group)
     except trio.TooSlowError:
         raise LegatoError(f"the workers were not ready within {READY_TIMEOUT_S:g} s") from None
-    finally:
-        shutil.rmtree(supervisor.run_dir, ignore_errors=True)
