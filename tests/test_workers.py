@@ -127,6 +127,23 @@ async def stream_session(port: int, path: Path, **start: Any) -> tuple[str, list
         return session.session_id, events
 
 
+async def assert_resume_refused(
+    port: int, hello: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """A new connection resuming the session of ``hello`` (its own resume token) is refused."""
+    async with open_websocket_url(url(port), extra_headers=headers) as ws:
+        await receive(ws)
+        resume = {
+            "type": "resume",
+            "session_id": hello["session_id"],
+            "token": hello["resume_token"],
+            "last_seq": 0,
+        }
+        await ws.send_message(json.dumps(resume))
+        refused = await receive(ws)
+        assert refused["type"] == "error" and refused["code"] == "resume_failed", refused
+
+
 async def session_on(ws: Any, path: Path) -> list[dict[str, Any]]:
     """A whole session on an open connection (after its hello): its events."""
     await ws.send_message(json.dumps({"type": "start", "pipeline": "analyze", "sample_rate": RATE}))
@@ -221,16 +238,7 @@ async def test_a_resume_reaches_the_worker_holding_the_session(
                 mallory = auth_headers(
                     issue_token((tmp_path / "legato.key").read_bytes().strip(), "mallory")
                 )
-                async with open_websocket_url(url(port), extra_headers=mallory) as evil:
-                    await receive(evil)
-                    stolen = {
-                        "type": "resume",
-                        "session_id": hello["session_id"],
-                        "token": hello["resume_token"],
-                        "last_seq": 0,
-                    }
-                    await evil.send_message(json.dumps(stolen))
-                    assert (await receive(evil))["code"] == "resume_failed"
+                await assert_resume_refused(port, hello, mallory)
             async with open_websocket_url(url(port), extra_headers=headers) as second:
                 other = await receive(second)
                 assert worker_of(other["session_id"]) != owner  # the least-loaded worker
@@ -304,17 +312,7 @@ async def test_a_killed_worker_is_replaced_and_its_sessions_abandoned(
         assert "exited with status" in log.read_text()
         await trio.sleep(0.5)  # the replacement reports ready just after its log line
         for _ in range(2):  # whichever worker takes it: the session died with its worker
-            async with open_websocket_url(url(port)) as late:
-                await receive(late)
-                resume = {
-                    "type": "resume",
-                    "session_id": hello["session_id"],
-                    "token": hello["resume_token"],
-                    "last_seq": 0,
-                }
-                await late.send_message(json.dumps(resume))
-                refused = await receive(late)
-                assert refused["type"] == "error" and refused["code"] == "resume_failed"
+            await assert_resume_refused(port, hello)
         # the replacement serves sessions: connections held open spread over both workers
         async with trio.open_nursery() as held:
             taken: list[int] = []
