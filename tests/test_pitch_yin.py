@@ -245,6 +245,33 @@ def test_nearest_note_names(f0: float, expected: tuple[int, str]) -> None:
     assert sharp[2] == pytest.approx(49, abs=0.01) and flat[2] == pytest.approx(-49, abs=0.01)
 
 
+def test_summary_medians_across_batches_and_reads() -> None:
+    """Frames enter the histograms a batch at a time: reading the medians mid-stream and
+    streams longer than a batch give the same medians as one exact computation."""
+    from legato.plugins.pitch_yin.medians import VoicedMedians
+
+    rng = np.random.default_rng(5)
+    f0s = 440.0 * 2.0 ** rng.uniform(-3.0, 2.0, 3 * VoicedMedians.BATCH + 17)
+    medians = VoicedMedians(40.0, 2000.0)
+    for k, f0 in enumerate(f0s.tolist()):
+        medians.add(f0, 0.5)
+        if k in (0, VoicedMedians.BATCH - 1, VoicedMedians.BATCH + 3):
+            seen = np.sort(f0s[: k + 1])
+            got = medians.f0()
+            assert got is not None and medians.count == k + 1
+            middle = (seen[k // 2], seen[(k + 1) // 2])
+            assert 1200 * math.log2(got / middle[0]) >= -0.51
+            assert 1200 * math.log2(got / middle[1]) <= 0.51
+    assert medians.count == len(f0s) and medians.confidence() == pytest.approx(0.5, abs=6e-4)
+
+
+def test_note_names_from_the_table_match_the_rule() -> None:
+    from legato.plugins.pitch_yin.notes import NAMES, note_name
+
+    for midi in range(-40, 200):
+        assert note_name(midi) == f"{NAMES[midi % 12]}{midi // 12 - 1}"
+
+
 def _stream() -> np.ndarray:
     sr = 44100
     rng = np.random.default_rng(2)

@@ -99,18 +99,20 @@ class Graph:
                     raw = node.stage.process(data)
                 if finishing:
                     raw = raw + node.stage.finish()
-            events.extend(self._decorate(node.id, raw))
+            if raw:
+                events.extend(self._decorate(node.id, raw))
         return outputs, events
 
     def _decorate(self, stage_id: str, raw: list[Event]) -> list[Event]:
+        """The public form of a stage's events: ``stage``, ``kind``, ``sample`` and ``t`` first."""
         rate = self.format.sample_rate
         out = []
         for event in raw:
             sample = event["sample"]
-            decorated: Event = {"stage": stage_id, "kind": event["kind"], "sample": sample}
-            decorated["t"] = sample / rate
-            decorated.update(event)
-            out.append(decorated)
+            out.append(
+                {"stage": stage_id, "kind": event["kind"], "sample": sample, "t": sample / rate}
+                | event
+            )
         return out
 
 

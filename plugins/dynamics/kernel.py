@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from legato.kernels import OutBuffers, check, ffi, lib, owned, view
+from legato.kernels import check, ffi, lib, owned, view
 from legato.meters import check_loudness_format, defined
 
 
 class DynamicsKernel:
     """One stream's meters; ``process`` returns the per-hop readings of the hops a block
-    completes as lists (rms dBFS, peak dBFS, momentary LUFS, short-term LUFS)."""
+    completes as lists (rms dBFS, peak dBFS, momentary LUFS, short-term LUFS). The four
+    outputs are the rows of one array, so the readings leave in one ``tolist``."""
 
     def __init__(self, sample_rate: int, channels: int, hop: int) -> None:
         check_loudness_format(sample_rate, channels)
@@ -26,27 +27,27 @@ class DynamicsKernel:
         self._levels = lib.lg_dynamics_levels(self._state)  # owned by the state, kept with it
         self._loudness = lib.lg_dynamics_loudness(self._state)
         self._true_peak = lib.lg_dynamics_truepeak(self._state)
-        self._out = OutBuffers(*[(np.float64, "double")] * 4, size=8)
+        self._capacity = 0
+        self._reserve(8)
 
     def process(self, frames: np.ndarray) -> tuple[list[float], ...]:
         """``frames``: C-contiguous float32 (n, channels)."""
         n = len(frames)
-        cap = self._out.reserve(lib.lg_dynamics_max_outputs(self._state, n))
-        out = self._out.buffers
+        needed = lib.lg_dynamics_max_outputs(self._state, n)
+        if needed > self._capacity:
+            self._reserve(needed)
         count = lib.lg_dynamics_process(
-            self._state,
-            view(frames, "float") if n else ffi.NULL,
-            n,
-            out[0].ptr,
-            out[1].ptr,
-            out[2].ptr,
-            out[3].ptr,
-            cap,
+            self._state, view(frames, "float") if n else ffi.NULL, n, *self._rows, self._capacity
         )
         check(count, "lg_dynamics_process")
         if not count:
             return [], [], [], []
-        return tuple(buffer.array[:count].tolist() for buffer in out)
+        return tuple(self._readings[:, :count].tolist())
+
+    def _reserve(self, capacity: int) -> None:
+        self._readings = np.zeros((4, capacity), dtype=np.float64)
+        self._rows = [view(row, "double") for row in self._readings]
+        self._capacity = capacity
 
     def partial(self) -> tuple[int, float, float, float, float]:
         """The hop in progress (0 frames: none): frames, rms dBFS, peak dBFS, and the momentary

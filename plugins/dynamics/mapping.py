@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -38,6 +39,10 @@ def marking(vel: int) -> str:
     return MARKINGS[bisect.bisect_right(MARKING_BOUNDS, vel)]
 
 
+MARKING_OF_VELOCITY = tuple(marking(vel) for vel in range(128))
+"""``marking`` of every MIDI velocity, for a lookup per hop."""
+
+
 def marking_thresholds_db(floor_db: float) -> tuple[float, ...]:
     """The rms_db at which p, mp, mf, f and ff begin for this floor (for documentation)."""
     return tuple(floor_db - floor_db * (bound - 1.5) / 126.0 for bound in MARKING_BOUNDS)
@@ -56,7 +61,7 @@ class LevelSpread:
         self._counts = np.zeros(round((self.TOP - DB_FLOOR) / self.STEP), dtype=np.int64)
         self._pending: list[float] = []
 
-    def add(self, levels_db: list[float]) -> None:
+    def add(self, levels_db: Iterable[float]) -> None:
         self._pending.extend(levels_db)
         if len(self._pending) >= self.BATCH:
             self._flush()

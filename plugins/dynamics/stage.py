@@ -10,7 +10,7 @@ from legato.kernels import frames_of
 from legato.stage import Event, StreamFormat
 
 from .kernel import DynamicsKernel
-from .mapping import LevelSpread, marking, velocities, velocity
+from .mapping import MARKING_OF_VELOCITY, LevelSpread, velocities, velocity
 from .params import DynamicsParams
 
 ARRAY_HOPS = 8
@@ -38,8 +38,7 @@ class Dynamics:
         rms, peak, momentary, short_term = self._kernel.process(frames_of(block, self._channels))
         if not rms:
             return []
-        floor = self._floor
-        self._spread.add([r for r in rms if r > floor])
+        self._spread.add(filter(self._floor.__lt__, rms))  # levels above the floor
         return self._events(self._hop, rms, peak, momentary, short_term)
 
     def finish(self) -> list[Event]:
@@ -67,6 +66,7 @@ class Dynamics:
         first = self._hops * self._hop + length // 2
         self._hops += count
         hop = self._hop
+        markings = MARKING_OF_VELOCITY
         return [
             {
                 "kind": "dynamics",
@@ -75,7 +75,7 @@ class Dynamics:
                 "rms_db": r,
                 "peak_db": p,
                 "velocity": v,
-                "marking": marking(v),
+                "marking": markings[v],
                 "momentary_lufs": m,
                 "short_term_lufs": st,
             }

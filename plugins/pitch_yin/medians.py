@@ -22,13 +22,17 @@ class Median:
     def __init__(self, low: float, high: float, bins: int) -> None:
         self._low = low
         self._step = (high - low) / bins
-        self._counts = np.zeros(bins, dtype=np.int32)
+        self._counts = np.zeros(bins, dtype=np.int64)
         self.count = 0
 
-    def add(self, value: float) -> None:
-        k = int((value - self._low) / self._step)
-        self._counts[min(max(k, 0), len(self._counts) - 1)] += 1
-        self.count += 1
+    def add_many(self, values: list[float]) -> None:
+        if not values:
+            return
+        bins = np.floor((np.array(values, dtype=np.float64) - self._low) / self._step)
+        top = len(self._counts) - 1
+        index = np.clip(bins, 0, top).astype(np.int64)
+        self._counts += np.bincount(index, minlength=len(self._counts))
+        self.count += len(values)
 
     def median(self) -> float | None:
         if not self.count:
@@ -46,24 +50,43 @@ def cents(f0: float) -> float:
 
 class VoicedMedians:
     """The medians of the voiced frames' f0 (on a one-cent grid between ``fmin`` and ``fmax``)
-    and confidence."""
+    and confidence. Frames wait in two short lists and enter the histograms BATCH at a time:
+    appending to a list is a fraction of the cost of a histogram update per frame."""
+
+    BATCH = 1024
 
     def __init__(self, fmin: float = 20.0, fmax: float = 8000.0) -> None:
         low, high = cents(fmin) - CENTS_MARGIN, cents(fmax) + CENTS_MARGIN
         self._cents = Median(low, high, math.ceil(high - low))
         self._confidence = Median(0.0, 1.0, CONFIDENCE_BINS)
+        self._pending_cents: list[float] = []
+        self._pending_confidence: list[float] = []
 
     @property
     def count(self) -> int:
-        return self._cents.count
+        return self._cents.count + len(self._pending_cents)
 
     def add(self, f0: float, confidence: float) -> None:
-        self._cents.add(cents(f0))
-        self._confidence.add(confidence)
+        self.add_cents(cents(f0), confidence)
+
+    def add_cents(self, f0_cents: float, confidence: float) -> None:
+        """``add`` for an f0 already in cents above MIDI note 0 (as ``cents`` gives it)."""
+        self._pending_cents.append(f0_cents)
+        self._pending_confidence.append(confidence)
+        if len(self._pending_cents) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._cents.add_many(self._pending_cents)
+        self._confidence.add_many(self._pending_confidence)
+        self._pending_cents.clear()
+        self._pending_confidence.clear()
 
     def f0(self) -> float | None:
+        self._flush()
         cents = self._cents.median()
         return None if cents is None else 440.0 * 2.0 ** ((cents / 100.0 - 69.0) / 12.0)
 
     def confidence(self) -> float | None:
+        self._flush()
         return self._confidence.median()

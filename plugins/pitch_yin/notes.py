@@ -8,9 +8,26 @@ NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 """Pitch classes from C, with sharps."""
 
 
+NAMED = range(-12, 140)
+"""The notes whose names are made once (C-2 to G10, far beyond any pitch range): naming a
+frame's note is then a lookup."""
+_NAMES = tuple(f"{NAMES[midi % 12]}{midi // 12 - 1}" for midi in NAMED)
+
+
+def note_name(midi: int) -> str:
+    """Scientific pitch notation: MIDI 60 is C4, 61 is C#4."""
+    k = midi - NAMED.start
+    return _NAMES[k] if 0 <= k < len(_NAMES) else f"{NAMES[midi % 12]}{midi // 12 - 1}"
+
+
+def semitones(f0: float, tuning: float) -> float:
+    """f0 > 0 as a fractional MIDI note number, with A4 (MIDI 69) at ``tuning`` Hz."""
+    return 69.0 + 12.0 * math.log2(f0 / tuning)
+
+
 def nearest_note(f0: float, tuning: float) -> tuple[int, str, float]:
     """(MIDI note, name such as "C#5", cents from it in [-50, +50)) for f0 > 0, with A4 (MIDI 69)
     at ``tuning`` Hz; MIDI 60 is C4 (scientific pitch notation)."""
-    semitones = 69.0 + 12.0 * math.log2(f0 / tuning)
-    midi = math.floor(semitones + 0.5)
-    return midi, f"{NAMES[midi % 12]}{midi // 12 - 1}", 100.0 * (semitones - midi)
+    position = semitones(f0, tuning)
+    midi = math.floor(position + 0.5)
+    return midi, note_name(midi), 100.0 * (position - midi)

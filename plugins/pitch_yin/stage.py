@@ -4,6 +4,7 @@ end-of-stream summary."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from legato.kernels import OutBuffers, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .medians import VoicedMedians
-from .notes import nearest_note
+from .notes import note_name
 from .params import PitchYinParams
 
 
@@ -41,21 +42,25 @@ class PitchYin:
         self._frames = 0
         self._samples = 0
         self._medians = VoicedMedians(params.fmin, params.fmax)
+        self._a4_cents = 1200.0 * math.log2(params.tuning / 440.0)
         self._out = OutBuffers((np.float64, "double"), (np.float64, "double"), (np.intc, "int"))
 
     def process(self, block: np.ndarray) -> list[Event]:
         block = np.ascontiguousarray(block, dtype=np.float32)
         n = len(block)
         out = self._out
-        cap = out.reserve(lib.lg_yin_max_outputs(self._state, n))
+        needed = lib.lg_yin_max_outputs(self._state, n)
+        if needed > out.capacity:
+            out.reserve(needed)
         f0, confidence, voiced = out.buffers
         count = lib.lg_yin_process(
-            self._state, view(block, "float"), n, f0.ptr, confidence.ptr, voiced.ptr, cap
+            self._state, view(block, "float"), n, f0.ptr, confidence.ptr, voiced.ptr, out.capacity
         )
-        check(count, "lg_yin_process")
-        self._samples += n
-        if not count:
+        if count <= 0:
+            check(count, "lg_yin_process")
+            self._samples += n
             return []
+        self._samples += n
         return self._events(
             f0.array[:count].tolist(),
             confidence.array[:count].tolist(),
@@ -79,26 +84,44 @@ class PitchYin:
         ]
 
     def _events(self, f0: list[float], confidence: list[float], voiced: list[int]) -> list[Event]:
-        """Pitch events for a run of frames; the note fields are None when unvoiced."""
+        """Pitch events for a run of frames; the note fields are None when unvoiced. The note is
+        worked out inline (as ``notes.nearest_note``): this runs once per frame of every live
+        session."""
         first = self._frames * self._hop + self._centre
         self._frames += len(f0)
+        hop, tuning, a4_cents = self._hop, self._tuning, self._a4_cents
+        add_median = self._medians.add_cents
+        log2, floor = math.log2, math.floor
         events: list[Event] = []
         for k, (f, c, v) in enumerate(zip(f0, confidence, voiced, strict=True)):
             if v:
-                midi, note, cents = nearest_note(f, self._tuning)
-                self._medians.add(f, c)
+                position = 69.0 + 12.0 * log2(f / tuning)
+                midi = floor(position + 0.5)
+                off = 100.0 * (position - midi)
+                add_median(100.0 * position + a4_cents, c)
+                events.append(
+                    {
+                        "kind": "pitch",
+                        "sample": first + k * hop,
+                        "f0": f,
+                        "voiced": True,
+                        "confidence": c,
+                        "midi": midi,
+                        "note": note_name(midi),
+                        "cents": off,
+                    }
+                )
             else:
-                midi = note = cents = None
-            events.append(
-                {
-                    "kind": "pitch",
-                    "sample": first + k * self._hop,
-                    "f0": f,
-                    "voiced": bool(v),
-                    "confidence": c,
-                    "midi": midi,
-                    "note": note,
-                    "cents": cents,
-                }
-            )
+                events.append(
+                    {
+                        "kind": "pitch",
+                        "sample": first + k * hop,
+                        "f0": f,
+                        "voiced": False,
+                        "confidence": c,
+                        "midi": None,
+                        "note": None,
+                        "cents": None,
+                    }
+                )
         return events
