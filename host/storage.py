@@ -179,10 +179,13 @@ class Storage(Protocol):
         """Newest first: each session's columns (``id``, ``user``, ``pipeline``, ``status``,
         ``started_at`` ISO 8601, ...) and ``overall_score`` when it has a result."""
 
-    async def get_session(self, session_id: str) -> dict[str, Any]:
-        """The session's columns, ``"events"`` (the event objects in seq order) and
-        ``"analysis_result"`` (a dict, or None). ``StorageError`` if there is no such
-        session."""
+    async def get_session(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        """The session's columns, ``"events"`` (the event objects with seq > ``after_seq`` in
+        seq order, at most ``limit`` of them; None: all), ``"next_after_seq"`` (the last seq of
+        this page when more events follow, else None) and ``"analysis_result"`` (a dict, or
+        None). ``StorageError`` if there is no such session."""
 
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int

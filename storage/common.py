@@ -160,6 +160,24 @@ def stored_events(rows: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:
     return [{"seq": seq, **json.loads(data)} for seq, data in rows]
 
 
+def event_page(
+    session: dict[str, Any], rows: list[tuple[int, str]], limit: int | None
+) -> dict[str, Any]:
+    """``session`` with ``events`` (the first ``limit`` of ``rows``, which hold one more when
+    another page follows) and ``next_after_seq`` (the ``after_seq`` of the next page, or None
+    when these are the last events)."""
+    more = limit is not None and len(rows) > limit
+    page = rows[:limit] if more else rows
+    session["events"] = stored_events(page)
+    session["next_after_seq"] = page[-1][0] if more else None
+    return session
+
+
+def check_page(after_seq: int, limit: int | None) -> None:
+    if after_seq < 0 or (limit is not None and limit < 1):
+        raise StorageError(f"bad event page: after_seq {after_seq}, limit {limit}")
+
+
 def decode_result(result: dict[str, Any]) -> dict[str, Any]:
     """The stored result with its JSON columns parsed."""
     result["counts"] = json.loads(result["counts"])

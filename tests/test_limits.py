@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import trio
-from live import RATE, receive
+from live import RATE, drain, history, phrase, receive
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from legato.server.history import HistoryQueries
 from legato.testing import running_server, server_url
 
 
@@ -106,3 +108,70 @@ async def test_large_messages_do_not_get_around_the_audio_rate() -> None:
         # always fits) goes through, the four right behind it do not
         assert stats["frames_dropped"] == 4
         assert stats["samples_received"] == len(big) // 2
+
+
+async def test_a_long_session_is_read_a_page_at_a_time(tmp_path: Path) -> None:
+    """History answers are bounded: a session's events come in pages no longer than asked
+    (the default page is short of a long session), and the pages join into exactly the
+    events the client received live."""
+    db = f"sqlite:///{tmp_path / 'legato.db'}"
+    async with running_server(storage_url=db, spool_dir=str(tmp_path / "spool")) as server:
+        url = server_url(server)
+        async with open_websocket_url(url) as ws:
+            await receive(ws)
+            start = {"type": "start", "pipeline": "analyze", "sample_rate": RATE, "user": "ana"}
+            await ws.send_message(json.dumps(start))
+            session_id = (await receive(ws))["session_id"]
+            await ws.send_message(phrase(4.0).tobytes())
+            await ws.send_message('{"type": "end"}')
+            live, _, _ = await drain(ws)
+        assert len(live) > 600
+        async with open_websocket_url(url) as ws:
+            await receive(ws)
+            await ws.send_message(json.dumps(start))
+            await receive(ws)
+            with trio.fail_after(10):  # until the recorder has written the finished session
+                while (reply := await history(ws, query="session", session_id=session_id)).get(
+                    "result", {}
+                ).get("status") in (None, "active"):
+                    assert reply.get("code") in (None, "unknown_session"), reply
+                    await trio.sleep(0.1)
+            first = (await history(ws, query="session", session_id=session_id))["result"]
+            assert len(first["events"]) == 500 and first["next_after_seq"] == 500
+            stored: list[dict] = []
+            after: int | None = 0
+            while after is not None:
+                page = await history(
+                    ws, query="session", session_id=session_id, after_seq=after, limit=150
+                )
+                assert len(page["result"]["events"]) <= 150
+                stored += page["result"]["events"]
+                after = page["result"]["next_after_seq"]
+            assert stored == live
+            too_many = await history(ws, query="session", session_id=session_id, limit=1001)
+            assert too_many["code"] == "bad_message" and "limit" in too_many["message"]
+
+
+async def test_history_queries_take_turns_per_user() -> None:
+    """One user's queries run one at a time (their many connections cannot take every slot of
+    the server), while different users' queries run side by side."""
+    queries = HistoryQueries(None, 1.0)
+    running: dict[str | None, int] = {"ana": 0, "bo": 0, None: 0}
+    most = dict.fromkeys(running, 0)
+    together = 0
+
+    async def query(user: str | None) -> None:
+        nonlocal together
+        async with queries._turn(user):
+            running[user] += 1
+            most[user] = max(most[user], running[user])
+            together = max(together, sum(running.values()))
+            await trio.sleep(0.01)
+            running[user] -= 1
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            for user in running:
+                nursery.start_soon(query, user)
+    assert most == dict.fromkeys(running, 1) and together == 3
+    assert not queries._turns  # nothing kept once every turn is over

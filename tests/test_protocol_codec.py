@@ -14,7 +14,7 @@ from legato.protocol import (
     MAX_CHANNELS,
     MAX_CREDIT,
     MAX_HISTORY_DAYS,
-    MAX_HISTORY_SESSIONS,
+    MAX_HISTORY_LIMIT,
     MAX_TEMPO_BPM,
     MIN_TEMPO_BPM,
     SAMPLE_FORMATS,
@@ -61,8 +61,9 @@ def histories(draw: st.DrawFn) -> History:
     fields = HISTORY_QUERIES[query]
     values = {
         "days": st.integers(1, MAX_HISTORY_DAYS),
-        "limit": st.integers(1, MAX_HISTORY_SESSIONS),
+        "limit": st.integers(1, MAX_HISTORY_LIMIT),
         "session_id": short_text,
+        "after_seq": st.integers(0, 2**53 - 1),
         "period": st.sampled_from(["daily", "weekly", "monthly"]),
     }
     chosen = {

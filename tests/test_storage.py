@@ -191,7 +191,9 @@ async def test_round_trip_of_every_record(storage: Storage, uid: str) -> None:
         "status": "completed",
         "frames_processed": int(61.5 * 44100),
     }
-    assert {k: v for k, v in got.items() if k not in ("events", "analysis_result")} == columns
+    page_keys = ("events", "next_after_seq", "analysis_result")
+    assert {k: v for k, v in got.items() if k not in page_keys} == columns
+    assert got["next_after_seq"] is None
     assert got["started_at"] == "2025-06-30T12:00:00.000000+00:00"
     assert got["events"] == [{"seq": seq, **event_dict(seq)} for seq in range(1, 51)]
     assert list(got["events"][0]) == ["seq", *event_dict(1)]  # key order as sent
@@ -494,6 +496,29 @@ async def test_list_sessions_newest_first(storage: Storage, uid: str) -> None:
     assert ours == [f"{uid}-{n}" for n in ("e", "d", "c", "b", "a")]
     assert await storage.list_sessions(uid, 0) == []
     assert await storage.list_sessions(f"{uid}-nobody", 10) == []
+
+
+async def test_get_session_pages_of_events(storage: Storage, uid: str) -> None:
+    """Pages of a session's events, read with the previous page's next_after_seq, join into
+    every event once, in order; the last page says there is nothing after it."""
+    sid = f"{uid}-paged"
+    await storage.write(Batch(sessions=(session(sid),), events=events(sid, 1, 23)))
+    seen: list[int] = []
+    after = 0
+    while after is not None:
+        page = await storage.get_session(sid, after, 5)
+        assert 1 <= len(page["events"]) <= 5 and page["status"] == "active"
+        seen += [e["seq"] for e in page["events"]]
+        after = page["next_after_seq"]
+    assert seen == list(range(1, 24))
+    exact = await storage.get_session(sid, 18, 5)
+    assert [e["seq"] for e in exact["events"]] == [19, 20, 21, 22, 23]
+    assert exact["next_after_seq"] is None
+    past = await storage.get_session(sid, 23, 5)
+    assert past["events"] == [] and past["next_after_seq"] is None
+    for after_seq, limit in ((-1, 5), (0, 0)):
+        with pytest.raises(StorageError, match="bad event page"):
+            await storage.get_session(sid, after_seq, limit)
 
 
 async def test_get_session_of_an_unknown_id(storage: Storage, uid: str) -> None:

@@ -91,8 +91,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    """`legato db session ID`: one session, its events and its result."""
-    return _run(args, lambda s: s.get_session(args.id))
+    """`legato db session ID`: one session, its events (all, or one page) and its result."""
+    return _run(args, lambda s: s.get_session(args.id, args.after_seq, args.limit))
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
@@ -128,6 +128,16 @@ def add_parser(subparsers: Subparsers) -> None:
         "session", parents=where, help="one session with its events and analysis result"
     )
     p.add_argument("id", metavar="ID", help="session id")
+    p.add_argument(
+        "--after-seq",
+        type=int,
+        default=0,
+        metavar="SEQ",
+        help="only events after this seq (the previous page's next_after_seq)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="at most N events (default: all)"
+    )
     p.set_defaults(func=cmd_session)
 
     p = commands.add_parser(

@@ -214,13 +214,17 @@ class Seek:
 HISTORY_QUERIES = {
     "stats": ("days",),
     "sessions": ("limit",),
-    "session": ("session_id",),
+    "session": ("session_id", "after_seq", "limit"),
     "progress": ("period", "days"),
 }
 """Each history query and the fields it takes (besides ``query`` and ``id``)."""
 
 MAX_HISTORY_DAYS = 3660
-MAX_HISTORY_SESSIONS = 1000
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer every JSON reader holds exactly (a seq is far below it)."""
+MAX_HISTORY_LIMIT = 1000
+"""The most sessions (query ``sessions``) or events (a page of query ``session``) one answer
+holds: what one request can cost the server is bounded."""
 
 
 @attrs.frozen
@@ -239,17 +243,25 @@ class History:
     limit: int | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(
-            [attrs.validators.ge(1), attrs.validators.le(MAX_HISTORY_SESSIONS)]
+            [attrs.validators.ge(1), attrs.validators.le(MAX_HISTORY_LIMIT)]
         ),
     )
     session_id: str | None = attrs.field(default=None, validator=_short_text)
+    after_seq: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.ge(0), attrs.validators.le(MAX_SAFE_INTEGER)]
+        ),
+    )
     period: Literal["daily", "weekly", "monthly"] | None = None
     user: str | None = attrs.field(default=None, validator=_short_text)
 
     def __attrs_post_init__(self) -> None:
         allowed = HISTORY_QUERIES[self.query]
         given = [
-            f for f in ("days", "limit", "session_id", "period") if getattr(self, f) is not None
+            f
+            for f in ("days", "limit", "session_id", "after_seq", "period")
+            if getattr(self, f) is not None
         ]
         extra = [f for f in given if f not in allowed]
         if extra:

@@ -1,12 +1,16 @@
 """History queries over a live connection: a session's own user reads their stored sessions,
 statistics and progress, as `legato db` prints them. Queries run in the connection's nursery,
-never in its receive loop, a few at a time over the whole server, each under the storage
-timeout; the answer reaches the client through the session's outbox."""
+never in its receive loop, a few at a time over the whole server and one at a time per user
+(a user with many connections waits for their own turn instead of taking every slot), each
+under the storage timeout and bounded in rows (a session's events come in pages); the answer
+reaches the client through the session's outbox."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
@@ -26,9 +30,11 @@ HISTORY_DEFAULTS: dict[str, Any] = {
     "stats_days": 30,
     "progress_days": 90,
     "limit": 50,
+    "session_limit": 500,
     "period": "weekly",
 }
-"""What a history request leaves out, as `legato db` defaults it."""
+"""What a history request leaves out, as `legato db` defaults it (``session_limit``: events
+in one page of a ``session`` answer; `legato db session` prints them all unless asked)."""
 
 
 class HistoryQueries:
@@ -39,6 +45,22 @@ class HistoryQueries:
         self.recorder = recorder
         self.timeout_s = timeout_s
         self._limiter = trio.CapacityLimiter(HISTORY_QUERIES)
+        self._turns: dict[str | None, tuple[trio.Lock, int]] = {}  # per user: lock, holders
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, user: str | None) -> AsyncIterator[None]:
+        """One query at a time for ``user`` (None: the sessions started without one)."""
+        lock, count = self._turns.get(user, (trio.Lock(), 0))
+        self._turns[user] = (lock, count + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, count = self._turns[user]
+            if count == 1:
+                del self._turns[user]
+            else:
+                self._turns[user] = (lock, count - 1)
 
     async def answer(self, session: Session, request: History, identity: Identity) -> None:
         """Run one request and post its reply (or error) to the session; the session allows
@@ -85,7 +107,7 @@ class HistoryQueries:
             ErrorCode.UNKNOWN_SESSION, f"no stored session {request.session_id!r} of this user"
         )
         try:
-            async with self._limiter:
+            async with self._turn(identity.user or session.start.user), self._limiter:
                 with trio.fail_after(self.timeout_s):
                     if request.query == "stats":
                         return await storage.user_stats(user, days, now)
@@ -96,7 +118,11 @@ class HistoryQueries:
                         period = request.period or HISTORY_DEFAULTS["period"]
                         return await storage.progress(user, period, now - dt.timedelta(days=days))
                     assert request.session_id is not None
-                    found = await storage.get_session(request.session_id)
+                    found = await storage.get_session(
+                        request.session_id,
+                        request.after_seq or 0,
+                        request.limit or HISTORY_DEFAULTS["session_limit"],
+                    )
         except (StorageUnavailable, trio.TooSlowError):
             raise ProtocolError(
                 ErrorCode.HISTORY_UNAVAILABLE, "the database is unavailable; try again later"

@@ -116,8 +116,10 @@ class PostgresStorage:
     async def list_sessions(self, user: str | None, limit: int) -> list[dict[str, Any]]:
         return await self._with_conn(queries.list_sessions, user, limit)
 
-    async def get_session(self, session_id: str) -> dict[str, Any]:
-        return await self._with_conn(queries.get_session, session_id)
+    async def get_session(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        return await self._with_conn(queries.get_session, session_id, after_seq, limit)
 
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int

@@ -24,14 +24,15 @@ from ..common import (
     RESULT_COLUMNS,
     SESSION_COLUMNS,
     check_limit,
+    check_page,
     check_period,
     decode_result,
+    event_page,
     finished_sessions,
     period_start,
     require_utc,
     result_values,
     session_values,
-    stored_events,
     unknown_sessions,
     upsert_session_sql,
     user_stats_dict,
@@ -252,7 +253,7 @@ _SESSION = f"""
 SELECT {SESSION_COLUMNS} FROM sessions AS s
 LEFT JOIN users AS u ON u.id = s.user_id WHERE s.id = $1
 """
-_EVENTS = "SELECT seq, data FROM events WHERE session_id = $1 ORDER BY seq"
+_EVENTS = "SELECT seq, data FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 _RESULT = f"""
 SELECT {", ".join(RESULT_COLUMNS)}, created_at FROM analysis_results WHERE session_id = $1
 """
@@ -298,16 +299,21 @@ async def list_sessions(
     return [_plain(r) for r in rows]
 
 
-async def get_session(conn: asyncpg.Connection, session_id: str) -> dict[str, Any]:
-    """The session, its events (each the stored event object with ``seq`` first) and its
-    result, read from one snapshot."""
+async def get_session(
+    conn: asyncpg.Connection, session_id: str, after_seq: int = 0, limit: int | None = None
+) -> dict[str, Any]:
+    """The session, a page of its events (each the stored event object with ``seq`` first)
+    and its result, read from one snapshot."""
+    check_page(after_seq, limit)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(_SESSION, session_id)
         if row is None:
             raise StorageError(f"no session {session_id!r}")
         session = _plain(row)
-        stored = await conn.fetch(_EVENTS, session_id)
+        stored = await conn.fetch(
+            _EVENTS, session_id, after_seq, None if limit is None else limit + 1
+        )
         result = await conn.fetchrow(_RESULT, session_id)
-    session["events"] = stored_events((r["seq"], r["data"]) for r in stored)
+    event_page(session, [(r["seq"], r["data"]) for r in stored], limit)
     session["analysis_result"] = decode_result(_plain(result)) if result is not None else None
     return session

@@ -193,9 +193,12 @@ class SQLiteStorage:
             lambda conn: queries.list_sessions(conn, user, limit), "listing sessions"
         )
 
-    async def get_session(self, session_id: str) -> dict[str, Any]:
+    async def get_session(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
         return await self._read(
-            lambda conn: queries.get_session(conn, session_id), "reading a session"
+            lambda conn: queries.get_session(conn, session_id, after_seq, limit),
+            "reading a session",
         )
 
     async def get_fingerprint(

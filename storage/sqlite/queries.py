@@ -12,10 +12,11 @@ from ..common import (
     RESULT_COLUMNS,
     SESSION_COLUMNS,
     check_limit,
+    check_page,
     check_period,
     decode_result,
+    event_page,
     period_start,
-    stored_events,
     user_stats_dict,
     utc_day,
 )
@@ -80,9 +81,13 @@ def list_sessions(conn: Connection, user: str | None, limit: int) -> list[dict[s
     )
 
 
-def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
-    """The session, its events and its result, read from one snapshot. Each event is the
-    stored event object with ``seq`` first: what clients received in ``analysis`` messages."""
+def get_session(
+    conn: Connection, session_id: str, after_seq: int = 0, limit: int | None = None
+) -> dict[str, Any]:
+    """The session, a page of its events and its result, read from one snapshot. Each event
+    is the stored event object with ``seq`` first: what clients received in ``analysis``
+    messages."""
+    check_page(after_seq, limit)
     conn.raw.execute("BEGIN")
     rows = list(
         conn.db.query(
@@ -95,9 +100,10 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
         raise StorageError(f"no session {session_id!r}")
     session = rows[0]
     stored = conn.raw.execute(
-        "SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (session_id,)
+        "SELECT seq, data FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (session_id, after_seq, -1 if limit is None else limit + 1),
     ).fetchall()
-    session["events"] = stored_events(stored)
+    event_page(session, stored, limit)
     result = next(
         conn.db.query(
             f"""SELECT {", ".join(RESULT_COLUMNS)}, created_at
