@@ -282,3 +282,14 @@ def test_library_pipelines_name_the_stage_they_play(registry: Registry) -> None:
         "p.toml:4: library.sidecar: unknown param for [library]; did you mean 'sidecars'?"
         " (params: path, fingerprint_timeout_s, sidecars)",
     ]
+
+
+def test_trusted_proxies_must_be_addresses(registry: Registry) -> None:
+    errors = check(
+        registry,
+        """
+        [server]
+        trusted_proxies = ["127.0.0.1", "proxy.example.org"]
+        """,
+    )
+    assert "p.toml:3: server.trusted_proxies: 'proxy.example.org' is not an IP address" in errors

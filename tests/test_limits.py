@@ -175,3 +175,69 @@ async def test_history_queries_take_turns_per_user() -> None:
                 nursery.start_soon(query, user)
     assert most == dict.fromkeys(running, 1) and together == 3
     assert not queries._turns  # nothing kept once every turn is over
+
+
+def forwarded(*hops: str) -> list[tuple[str, str]]:
+    return [("X-Forwarded-For", ", ".join(hops))]
+
+
+async def test_connections_per_address_are_capped_behind_a_trusted_proxy() -> None:
+    """Connections from one client address beyond the cap are refused (1013); behind a
+    trusted proxy the client address is the nearest forwarded hop (hops a client prepends
+    cannot move it), from an untrusted peer the header counts for nothing, and loopback
+    peers are not capped."""
+    async with running_server(max_connections_per_address=2, trusted_proxies=("127.0.0.1",)) as s:
+        url = server_url(s)
+        client = forwarded("198.51.100.9", "203.0.113.5")  # a forged first hop, then the client
+        async with open_websocket_url(url, extra_headers=client) as a:
+            async with open_websocket_url(url, extra_headers=forwarded("203.0.113.5")) as b:
+                for ws in (a, b):
+                    assert (await receive(ws))["type"] == "hello"
+                async with open_websocket_url(url, extra_headers=client) as c:
+                    refused = await receive(c)
+                    assert refused["code"] == "too_many_connections"
+                    assert "203.0.113.5" in refused["message"] and await close_code(c) == 1013
+                other = forwarded("203.0.113.6")
+                async with open_websocket_url(url, extra_headers=other) as d:
+                    assert (await receive(d))["type"] == "hello"
+                async with open_websocket_url(url) as e, open_websocket_url(url) as f:
+                    for ws in (e, f):  # the proxy itself (loopback) is not capped
+                        assert (await receive(ws))["type"] == "hello"
+        assert not s.addresses  # every count returned
+    async with running_server(max_connections_per_address=1) as s:
+        url = server_url(s)
+        async with open_websocket_url(url, extra_headers=client) as a:
+            async with open_websocket_url(url, extra_headers=client) as b:
+                for ws in (a, b):  # not from a trusted proxy: a loopback peer, uncapped
+                    assert (await receive(ws))["type"] == "hello"
+
+
+async def test_sessions_per_user_are_capped() -> None:
+    async with running_server(max_sessions_per_user=2) as server:
+        url = server_url(server)
+
+        async def start(ws, user: str) -> dict:
+            await ws.send_message(
+                json.dumps(
+                    {"type": "start", "pipeline": "analyze", "sample_rate": RATE, "user": user}
+                )
+            )
+            return await receive(ws)
+
+        async with open_websocket_url(url) as a, open_websocket_url(url) as b:
+            for ws in (a, b):
+                await receive(ws)
+                assert (await start(ws, "ana"))["type"] == "started"
+            async with open_websocket_url(url) as c:
+                await receive(c)
+                refused = await start(c, "ana")
+                assert refused["code"] == "too_many_user_sessions" and refused["continues"]
+                assert (await start(c, "bo"))["type"] == "started"  # another user: room
+            await a.send_message('{"type": "end"}')
+            await drain(a)
+            async with open_websocket_url(url) as d:
+                await receive(d)
+                with trio.fail_after(5):
+                    while (reply := await start(d, "ana"))["type"] != "started":
+                        assert reply["code"] == "too_many_user_sessions"  # a's not yet gone
+                        await trio.sleep(0.05)

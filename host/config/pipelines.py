@@ -153,11 +153,15 @@ class _Checker:
             self.issue((name,), "must be a table of settings")
             return cls()
         try:
-            return structure(cls, table, f"[{name}]")
+            settings = structure(cls, table, f"[{name}]")
         except ParamsInvalid as exc:
             for err in exc.errors:
                 self.issue((name,) + ((err.key,) if err.key else ()), err.message)
             return cls()
+        problems = getattr(settings, "problems", None)
+        for key, message in problems() if problems is not None else ():
+            self.issue((name, key), message)
+        return settings
 
     def storage(self, table: Any) -> StorageConfig:
         if table is None:

@@ -5,6 +5,8 @@ are."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
 
 from ..stage import param
@@ -44,6 +46,26 @@ class ServerSettings:
         doc="open connections (started or not) before new ones are refused with 1013; keeps"
         " clients that never send `start` from holding the server",
         min=1,
+        max=1_000_000,
+    )
+    max_connections_per_address: int = param(
+        64,
+        doc="open connections from one client address before its new ones are refused with"
+        " 1013 (0: no cap); loopback addresses are not capped (local tools, and a proxy on this"
+        " machine that is not in trusted_proxies)",
+        min=0,
+        max=1_000_000,
+    )
+    trusted_proxies: tuple[str, ...] = param(
+        (),
+        doc="addresses of reverse proxies in front of the server: for connections from them,"
+        " the client address is the one they add to `X-Forwarded-For`",
+    )
+    max_sessions_per_user: int = param(
+        16,
+        doc="sessions one user may hold at once (live, playback or awaiting resume); a `start`"
+        " beyond it is refused with `too_many_user_sessions` (0: no cap)",
+        min=0,
         max=1_000_000,
     )
     start_timeout_s: float = param(
@@ -146,6 +168,16 @@ class ServerSettings:
         min=0.25,
         max=3600.0,
     )
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What is wrong beyond each value's own type and range: (key, message) pairs."""
+        problems = []
+        for address in self.trusted_proxies:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                problems.append(("trusted_proxies", f"{address!r} is not an IP address"))
+        return problems
 
 
 AUTH_SCOPES = ("practice", "playback", "history", "admin")

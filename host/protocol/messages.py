@@ -40,6 +40,7 @@ class ErrorCode:
     EVENTS_DROPPED = "events_dropped"
     TOO_MANY_SESSIONS = "too_many_sessions"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_USER_SESSIONS = "too_many_user_sessions"
     START_TIMEOUT = "start_timeout"
     RESUME_FAILED = "resume_failed"
     SESSION_ENDED = "session_ended"

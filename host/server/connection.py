@@ -84,6 +84,7 @@ class Host(Protocol):
     def sessions(self) -> Mapping[str, Session]: ...
 
     def full(self) -> bool: ...
+    def sessions_of(self, user: str) -> int: ...
 
     def new_session_id(self) -> str: ...
 
@@ -259,6 +260,13 @@ class Connection:
                 )
             start = attrs.evolve(start, user=identity.user)
         start = attrs.evolve(start, token=None)  # never kept, logged or stored
+        cap = self.settings.max_sessions_per_user
+        if cap and start.user is not None and (held := server.sessions_of(start.user)) >= cap:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_USER_SESSIONS,
+                f"user {start.user!r} holds {held} sessions (max_sessions_per_user = {cap});"
+                " end one, or wait for one to end",
+            )
         if pipeline.plays_tracks:
             session: Session = await open_playback(
                 start, pipeline, self.settings, ids, server.library, server.fingerprints

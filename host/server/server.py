@@ -34,6 +34,7 @@ from ..records.journal import Journal, journal_folder, recover_orphans
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
 from . import handoff
+from .addresses import AddressCounts
 from .auth import Authenticator
 from .connection import Connection
 from .handoff import WorkerLink
@@ -76,6 +77,10 @@ class Server:
         """This server's link to its supervisor when it is one of `--workers N`."""
         self.journal = journal
         self.connections = 0
+        self.addresses = AddressCounts(
+            self.settings.max_connections_per_address, self.settings.trusted_proxies
+        )
+        """Open connections per client address (``max_connections_per_address``)."""
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -176,17 +181,29 @@ class Server:
             if not relay_key:
                 sock.close()
                 return
+        try:
+            peer = str(sock.getpeername()[0])
+        except OSError:  # gone already
+            sock.close()
+            return
         ws = await open_connection(sock, self.settings, relay_key)
         if ws is None:
             return
+        address = "127.0.0.1" if relayed else self.addresses.address(peer, ws.headers)
+        why = None
         if self.connections >= self.settings.max_connections:
+            why = f"server is at max_connections ({self.settings.max_connections})"
+        elif self.addresses.full(address):
+            cap = self.settings.max_connections_per_address
+            why = f"{address} has {cap} connections open (max_connections_per_address)"
+        if why is not None:
             with contextlib.suppress(ConnectionClosed):
-                why = f"server is at max_connections ({self.settings.max_connections})"
                 await ws.send_message(error_message(ErrorCode.TOO_MANY_CONNECTIONS, why, False))
                 await ws.aclose(CloseCode.TRY_AGAIN, "too many connections")
             ws.abort()
             return
         self._count_connection(+1)
+        self.addresses.opened(address)
         try:
             await Connection(self, ws).run()
         except ConnectionClosed:
@@ -198,6 +215,7 @@ class Server:
         finally:
             ws.abort()
             self._count_connection(-1)
+            self.addresses.closed(address)
 
     def _count_connection(self, change: int) -> None:
         self.connections += change
@@ -223,6 +241,10 @@ class Server:
 
     def full(self) -> bool:
         return len(self.sessions) >= self.settings.max_sessions
+
+    def sessions_of(self, user: str) -> int:
+        """Sessions ``user`` holds here (live, playback or awaiting resume)."""
+        return sum(1 for s in self.sessions.values() if s.start.user == user)
 
     def add(self, session: Session) -> None:
         """Keep a new session (resumable by id) and start its task in the root nursery."""
