@@ -189,27 +189,32 @@ async def test_connections_per_address_are_capped_behind_a_trusted_proxy() -> No
     async with running_server(max_connections_per_address=2, trusted_proxies=("127.0.0.1",)) as s:
         url = server_url(s)
         client = forwarded("198.51.100.9", "203.0.113.5")  # a forged first hop, then the client
-        async with open_websocket_url(url, extra_headers=client) as a:
-            async with open_websocket_url(url, extra_headers=forwarded("203.0.113.5")) as b:
-                for ws in (a, b):
+        same = forwarded("203.0.113.5")
+        async with (
+            open_websocket_url(url, extra_headers=client) as a,
+            open_websocket_url(url, extra_headers=same) as b,
+        ):
+            for ws in (a, b):
+                assert (await receive(ws))["type"] == "hello"
+            async with open_websocket_url(url, extra_headers=client) as c:
+                refused = await receive(c)
+                assert refused["code"] == "too_many_connections"
+                assert "203.0.113.5" in refused["message"] and await close_code(c) == 1013
+            other = forwarded("203.0.113.6")
+            async with open_websocket_url(url, extra_headers=other) as d:
+                assert (await receive(d))["type"] == "hello"
+            async with open_websocket_url(url) as e, open_websocket_url(url) as f:
+                for ws in (e, f):  # the proxy itself (loopback) is not capped
                     assert (await receive(ws))["type"] == "hello"
-                async with open_websocket_url(url, extra_headers=client) as c:
-                    refused = await receive(c)
-                    assert refused["code"] == "too_many_connections"
-                    assert "203.0.113.5" in refused["message"] and await close_code(c) == 1013
-                other = forwarded("203.0.113.6")
-                async with open_websocket_url(url, extra_headers=other) as d:
-                    assert (await receive(d))["type"] == "hello"
-                async with open_websocket_url(url) as e, open_websocket_url(url) as f:
-                    for ws in (e, f):  # the proxy itself (loopback) is not capped
-                        assert (await receive(ws))["type"] == "hello"
         assert not s.addresses  # every count returned
     async with running_server(max_connections_per_address=1) as s:
         url = server_url(s)
-        async with open_websocket_url(url, extra_headers=client) as a:
-            async with open_websocket_url(url, extra_headers=client) as b:
-                for ws in (a, b):  # not from a trusted proxy: a loopback peer, uncapped
-                    assert (await receive(ws))["type"] == "hello"
+        async with (
+            open_websocket_url(url, extra_headers=client) as a,
+            open_websocket_url(url, extra_headers=client) as b,
+        ):
+            for ws in (a, b):  # not from a trusted proxy: a loopback peer, uncapped
+                assert (await receive(ws))["type"] == "hello"
 
 
 async def test_sessions_per_user_are_capped() -> None:

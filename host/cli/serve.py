@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config.pipelines import load_config
 from ..errors import LegatoError
@@ -50,6 +50,15 @@ def add_parser(subparsers: Subparsers) -> None:
         help="require tokens signed with the HS256 key in FILE (`legato token issue` makes"
         " them; default: [auth] of the config, else no auth)",
     )
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve wss:// and https:// with this PEM certificate chain (default: [server]"
+        " tls_cert, else plain ws://)",
+    )
+    p.add_argument(
+        "--tls-key", metavar="FILE", help="its PEM private key (default: [server] tls_key)"
+    )
     for hidden in ("--worker-channel", "--worker-index"):  # set by the supervisor
         p.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=command)
@@ -66,6 +75,7 @@ def command(args: argparse.Namespace) -> int:
     from ..server.origins import listens_on_loopback
     from ..server.server import serve
     from ..server.supervisor import supervise, usable_cores
+    from ..server.tls import server_context
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
@@ -83,7 +93,9 @@ def command(args: argparse.Namespace) -> int:
             "no track library: playback sessions are refused (give --library DIR or set"
             " [library] path)"
         )
-    settings = attrs.evolve(config.server, **overrides)
+    settings = attrs.evolve(config.server, **overrides, **tls_files(args, config))
+    if settings.tls_cert:
+        server_context(settings.tls_cert, settings.tls_key)  # a bad file: one error, now
     auth_settings = config.auth
     if args.auth_secret_file:
         secret = str(Path(args.auth_secret_file).resolve())
@@ -132,6 +144,23 @@ def worker_argv(args: argparse.Namespace, library: Library | None) -> list[str]:
         argv += ["--host", args.host]
     if args.auth_secret_file:
         argv += ["--auth-secret-file", str(Path(args.auth_secret_file).resolve())]
+    for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path:
+            argv += [option, str(Path(path).resolve())]
     if library is not None:
         argv += ["--library", str(library.root)]
     return argv
+
+
+def tls_files(args: argparse.Namespace, config: Any) -> dict[str, str]:
+    """``tls_cert``/``tls_key`` as absolute paths: given on the command line (relative to the
+    working directory), else from ``[server]`` (relative to the config file)."""
+    files = {}
+    for name in ("tls_cert", "tls_key"):
+        given = getattr(args, name)
+        configured = getattr(config.server, name)
+        if given:
+            files[name] = str(Path(given).resolve())
+        elif configured:
+            files[name] = str(config_relative(config, configured))
+    return files

@@ -49,6 +49,7 @@ from ..protocol.messages import (
     StatsRequest,
     encode,
 )
+from .tls_probe import tls_problem
 
 log = logging.getLogger("legato.client")
 
@@ -361,8 +362,9 @@ class Session:
             if self.summary is not None or self._closing:
                 return None, True
             if task_status is not None and not attached:
+                why = await tls_problem(self.url) or _describe(exc)
                 raise ClientError(
-                    CONNECTION_FAILED, f"cannot connect to {self.url}: {_describe(exc)}"
+                    CONNECTION_FAILED, f"cannot connect to {self.url}: {why}"
                 ) from None
             return _describe(exc), attached
         if self.summary is not None or self._closing:

@@ -31,6 +31,14 @@ class ServerSettings:
         " (against DNS rebinding)",
     )
     port: int = param(8765, doc="TCP port (0 picks a free one)", min=0, max=65535)
+    tls_cert: str = param(
+        "",
+        doc="PEM certificate chain: with it the port serves `wss://` and `https://` only"
+        " (relative to the config file; empty: plain `ws://` and `http://`)",
+    )
+    tls_key: str = param(
+        "", doc="PEM private key of tls_cert (relative to the config file; empty: in tls_cert)"
+    )
     workers: int = param(
         0,
         doc="worker processes serving sessions behind the one port (`legato serve --workers`);"

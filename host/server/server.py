@@ -33,13 +33,13 @@ from ..protocol.messages import (
 from ..records.journal import Journal, journal_folder, recover_orphans
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
-from . import handoff
+from . import handoff, tls
 from .addresses import AddressCounts
 from .auth import Authenticator
 from .connection import Connection
 from .handoff import WorkerLink
 from .history import HistoryQueries
-from .page import open_connection
+from .page import HEAD_TIMEOUT_S, open_connection
 from .session import Session, error_message
 from .websocket import ConnectionClosed
 
@@ -77,6 +77,12 @@ class Server:
         """This server's link to its supervisor when it is one of `--workers N`."""
         self.journal = journal
         self.connections = 0
+        self.tls = (
+            tls.server_context(self.settings.tls_cert, self.settings.tls_key)
+            if self.settings.tls_cert
+            else None
+        )
+        """The TLS context of ``wss://``/``https://``; None: plain connections."""
         self.addresses = AddressCounts(
             self.settings.max_connections_per_address, self.settings.trusted_proxies
         )
@@ -105,9 +111,10 @@ class Server:
                 if self.worker is not None:
                     await self.worker.ready(self.port)
                 log.info(
-                    "legato %s serving %s on ws://%s:%d/ (protocol v%d)",
+                    "legato %s serving %s on %s://%s:%d/ (protocol v%d)",
                     __version__,
                     ", ".join(self.config.pipelines),
+                    "ws" if self.tls is None else "wss",
                     self.settings.host,
                     self.port,
                     PROTOCOL_VERSION,
@@ -171,21 +178,36 @@ class Server:
 
     async def _handle(self, stream: trio.SocketStream, relayed: bool = False) -> None:
         """Serve one accepted connection (the page, or a WebSocket; ``relayed``: on a worker's
-        private port, from another worker); wrapped, since an exception here would tear the
-        whole server down."""
-        sock = socket.socket(fileno=stream.socket.detach())
-        sock.setblocking(False)
+        private port, from another worker), decrypted first when the server has TLS."""
+        try:
+            peer = str(stream.socket.getpeername()[0])
+        except OSError:  # gone already
+            await trio.aclose_forcefully(stream)
+            return
         relay_key = None
         if relayed:
             relay_key = self.worker.relay_key if self.worker is not None else None
             if not relay_key:
-                sock.close()
+                await trio.aclose_forcefully(stream)
                 return
-        try:
-            peer = str(sock.getpeername()[0])
-        except OSError:  # gone already
-            sock.close()
-            return
+        async with trio.open_nursery() as bridging:
+            if self.tls is not None and not relayed:
+                s = self.settings
+                plain = await tls.bridge(
+                    stream, self.tls, HEAD_TIMEOUT_S, s.close_timeout_s, bridging
+                )
+                if plain is None:
+                    return
+                sock = plain
+            else:
+                sock = socket.socket(fileno=stream.socket.detach())
+                sock.setblocking(False)
+            await self._serve_socket(sock, peer, relay_key)
+
+    async def _serve_socket(self, sock: socket.socket, peer: str, relay_key: str | None) -> None:
+        """Serve a connection's plaintext socket; wrapped, since an exception here would tear
+        the whole server down."""
+        relayed = relay_key is not None
         ws = await open_connection(sock, self.settings, relay_key)
         if ws is None:
             return

@@ -89,7 +89,8 @@ class Supervisor:
                 for worker in self.workers:
                     await worker.ready.wait()
             log.info(
-                "legato serving on ws://%s:%d/ with %d workers",
+                "legato serving on %s://%s:%d/ with %d workers",
+                "wss" if self.settings.tls_cert else "ws",
                 self.settings.host,
                 self.port,
                 len(self.workers),
