@@ -79,10 +79,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def legato_serve(home: Path, *args: str, port: int | None = None) -> Iterator[int]:
+def legato_serve(
+    home: Path, *args: str, port: int | None = None, pids: list[int] | None = None
+) -> Iterator[int]:
     """`legato serve` run as an operator runs it: a subprocess in ``home`` (stderr in
     ``home/serve.log``) listening on ``port`` (default: a free one, given as ``--port``); yields
-    the port once it accepts connections, and stops the server (SIGTERM) afterwards."""
+    the port once it accepts connections, and stops the server (SIGTERM) afterwards. Its
+    process id is appended to ``pids`` when given."""
     command = [sys.executable, "-m", "legato.cli", "serve", *args]
     if port is None:
         port = free_port()
@@ -90,6 +93,8 @@ def legato_serve(home: Path, *args: str, port: int | None = None) -> Iterator[in
     log_path = home / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stderr=log, cwd=home)
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         deadline = time.monotonic() + 20
         while True:

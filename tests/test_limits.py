@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
 from pathlib import Path
 
 import pytest
 import trio
 from live import RATE, drain, history, phrase, receive
 from trio_websocket import ConnectionClosed, open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Message, Request
 
 from legato.server.history import HistoryQueries
 from legato.testing import running_server, server_url
@@ -246,3 +250,33 @@ async def test_sessions_per_user_are_capped() -> None:
                     while (reply := await start(d, "ana"))["type"] != "started":
                         assert reply["code"] == "too_many_user_sessions"  # a's not yet gone
                         await trio.sleep(0.05)
+
+
+async def test_sessions_of_clients_that_vanish_after_start_end() -> None:
+    """A client that sends `start` and resets the connection at once (before or after its
+    `started` went out) leaves a session that waits resume_grace_s and ends: none is left
+    holding a place under max_sessions."""
+    async with running_server(resume_grace_s=0.3) as server:
+        start = json.dumps({"type": "start", "pipeline": "analyze", "sample_rate": RATE})
+        for _ in range(10):
+            sock = trio.socket.socket()
+            await sock.connect(("127.0.0.1", server.port))
+            stream = trio.SocketStream(sock)
+            ws = await upgraded(stream)
+            await stream.send_all(ws.send(Message(data=start)))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        with trio.fail_after(10):
+            while server.sessions:
+                await trio.sleep(0.05)
+
+
+async def upgraded(stream: trio.SocketStream) -> WSConnection:
+    """A client-side wsproto connection over ``stream``, past the opening handshake."""
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host="127.0.0.1", target="/")))
+    with trio.fail_after(5):
+        while True:
+            ws.receive_data(await stream.receive_some(65536))
+            if any(isinstance(e, AcceptConnection) for e in ws.events()):
+                return ws

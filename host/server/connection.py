@@ -296,10 +296,24 @@ class Connection:
             channels=start.channels,
             stages=[{"id": s.id, "type": s.type.name} for s in pipeline.stages],
         )
-        await self.ws.send_message(encode(started))
-        if isinstance(session, PlaybackSession):
-            await self.ws.send_message(encode(session.track_message()))
+        try:
+            await self.ws.send_message(encode(started))
+            if isinstance(session, PlaybackSession):
+                await self.ws.send_message(encode(session.track_message()))
+        except ConnectionClosed:
+            self._detach_unattached(session)
+            raise
         return session
+
+    def _detach_unattached(self, session: Session) -> None:
+        """The client left before its new session was attached: the session waits for a
+        resume like any detached one, then ends as abandoned (it must not stay, holding a
+        place under ``max_sessions``)."""
+        scope = trio.CancelScope()
+        session.attach(scope)
+        detached_at = session.release(scope)
+        if detached_at is not None:
+            self.server.detached(session, detached_at)
 
     async def _resume(self, resume: Resume, identity: Identity) -> Session | None:
         session = self.server.sessions.get(resume.session_id)

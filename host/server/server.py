@@ -21,6 +21,7 @@ import trio
 from .. import __version__
 from ..config.pipelines import Config
 from ..config.settings import ServerSettings
+from ..errors import raise_single
 from ..library.fingerprints import FingerprintCache
 from ..library.tracks import Library
 from ..protocol.messages import (
@@ -41,7 +42,7 @@ from .handoff import WorkerLink
 from .history import HistoryQueries
 from .page import HEAD_TIMEOUT_S, open_connection
 from .session import Session, error_message
-from .websocket import ConnectionClosed
+from .websocket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("legato.server")
 
@@ -227,7 +228,7 @@ class Server:
         self._count_connection(+1)
         self.addresses.opened(address)
         try:
-            await Connection(self, ws).run()
+            await self._run_connection(ws)
         except ConnectionClosed:
             pass
         except Exception:
@@ -238,6 +239,14 @@ class Server:
             ws.abort()
             self._count_connection(-1)
             self.addresses.closed(address)
+
+    async def _run_connection(self, ws: WebSocket) -> None:
+        """A connection's protocol, with what its tasks raise unwrapped from trio's exception
+        groups (a client that leaves mid-send is a ``ConnectionClosed``, not a fault)."""
+        try:
+            await Connection(self, ws).run()
+        except BaseExceptionGroup as group:
+            raise_single(group)
 
     def _count_connection(self, change: int) -> None:
         self.connections += change
