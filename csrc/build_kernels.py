@@ -6,6 +6,7 @@ Each header exposes its Python-visible declarations between ``/* cffi:begin */``
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def _in_include_order(headers: list[Path]) -> list[Path]:
     return ordered
 
 
+def _extra(kind: str) -> list[str]:
+    """Flags added from ``LEGATO_KERNEL_CFLAGS``/``LEGATO_KERNEL_LDFLAGS`` (the sanitizer build,
+    csrc/sanitize-test)."""
+    return os.environ.get(f"LEGATO_KERNEL_{kind}", "").split()
+
+
 def _build() -> FFI:
     headers = _in_include_order(sorted(CSRC.glob("*.h")))
     sources = sorted(CSRC.glob("*.c"))
@@ -46,7 +53,15 @@ def _build() -> FFI:
         "\n".join(f'#include "{h.name}"' for h in headers),
         sources=[str(s.relative_to(CSRC.parent)) for s in sources],
         include_dirs=[str(CSRC.relative_to(CSRC.parent))],
-        extra_compile_args=["-std=c11", "-O3", "-fno-math-errno", "-Wall", "-Wextra"],
+        extra_compile_args=[
+            "-std=c11",
+            "-O3",
+            "-fno-math-errno",
+            "-Wall",
+            "-Wextra",
+            *_extra("CFLAGS"),
+        ],
+        extra_link_args=_extra("LDFLAGS"),
         libraries=["m"],
     )
     return builder

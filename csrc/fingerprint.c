@@ -45,6 +45,9 @@ static const double CHROMA_LO = 220.0, CHROMA_HI = 3520.0;
 static const double HARMONIC_F0_LO = 50.0, HARMONIC_F0_HI = 1000.0;
 static const double HIST_MIN = -70.0, HIST_STEP = 0.1;
 static const double LUFS_OFFSET = -0.691;
+/* Above any loudness a float signal can carry (20 log10 FLT_MAX = 770.6 dB): absurd input
+ * (samples of 1e20 and more) whose squares overflow the meter reads this, not infinity. */
+static const double LOUDEST_LUFS = 770.6;
 static const double TEMPO_MIN = 60.0, TEMPO_MAX = 200.0, TEMPO_STEP = 0.05;
 static const double TEMPO_PRIOR = 120.0, TEMPO_OCTAVES = 1.0;
 static const double HIGHPASS_HZ = 0.5;
@@ -812,7 +815,7 @@ int lg_fingerprint_result(lg_fingerprint *s, double *out)
     double lufs = lg_loudness_integrated(s->meter);
     if (isnan(lufs) && n > 0 && n < s->wm)
         lufs = lg_loudness_momentary(s->meter) + 10.0 * log10((double)s->wm / (double)n);
-    out[7] = lufs > -70.0 ? lufs : -70.0;
+    out[7] = lufs > -70.0 ? fmin(lufs, LOUDEST_LUFS) : -70.0;
     const double ms = n > 0 ? total_sq / ((double)n * ch) : 0.0;
     out[8] = ms > 0.0 ? 10.0 * log10(peak * peak / ms) : 0.0;
 
