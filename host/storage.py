@@ -187,6 +187,11 @@ class Storage(Protocol):
         this page when more events follow, else None) and ``"analysis_result"`` (a dict, or
         None). ``StorageError`` if there is no such session."""
 
+    async def last_event(self, session_id: str) -> dict[str, Any] | None:
+        """The session's stored event with the highest seq (``seq`` first, as in
+        ``get_session``), or None when none is stored: where a session whose process died
+        stopped."""
+
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int
     ) -> FingerprintRecord | None:

@@ -519,6 +519,8 @@ async def test_get_session_pages_of_events(storage: Storage, uid: str) -> None:
     for after_seq, limit in ((-1, 5), (0, 0)):
         with pytest.raises(StorageError, match="bad event page"):
             await storage.get_session(sid, after_seq, limit)
+    assert await storage.last_event(sid) == {"seq": 23, **event_dict(23)}
+    assert await storage.last_event(f"{uid}-nothing") is None
 
 
 async def test_get_session_of_an_unknown_id(storage: Storage, uid: str) -> None:

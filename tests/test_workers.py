@@ -7,6 +7,7 @@ SIGTERM drains every worker."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -393,6 +394,14 @@ async def test_a_restart_abandons_what_a_killed_server_left_open(
             row = conn.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return row[0] if row else None
 
+    def last_stored(session_id: str) -> dict[str, Any] | None:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "SELECT data FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
     living_home, doomed_home = tmp_path / "living", tmp_path / "doomed"
     living_home.mkdir()
     doomed_home.mkdir()
@@ -405,7 +414,7 @@ async def test_a_restart_abandons_what_a_killed_server_left_open(
         try:
             wait_for(lambda: listening(port))
             lost_context, lost = await open_session(port, "lou")
-            wait_for(lambda: status(lost) == "active" and status(kept) == "active")
+            wait_for(lambda: status(kept) == "active" and last_stored(lost) is not None)
             doomed.kill()
             doomed.wait(timeout=10)
             with contextlib.suppress(Exception):
@@ -416,4 +425,15 @@ async def test_a_restart_abandons_what_a_killed_server_left_open(
         with legato_serve(doomed_home, *served):
             wait_for(lambda: status(lost) == "abandoned")
             assert status(kept) == "active", "a living server's session is not touched"
+        last = last_stored(lost)
+        assert last is not None
+        with sqlite3.connect(db) as conn:
+            started, ended, duration, frames = conn.execute(
+                "SELECT started_at, ended_at, duration_s, frames_processed FROM sessions"
+                " WHERE id = ?",
+                (lost,),
+            ).fetchone()
+        assert (duration, frames) == (last["t"], last["sample"])  # where it stopped
+        elapsed = dt.datetime.fromisoformat(ended) - dt.datetime.fromisoformat(started)
+        assert elapsed.total_seconds() == pytest.approx(last["t"], abs=1e-3)
         await kept_context.__aexit__(None, None, None)

@@ -5,12 +5,14 @@ long as it lives.
 A process killed outright (``kill -9``, the OOM killer, a lost machine) leaves its open
 sessions `active` in storage. Every `legato serve` process (and every worker of `--workers N`)
 keeps its journal in ``<spool_dir>/journals/<storage>/``; at start it looks there for journals
-whose lock nobody holds, records each session they left open as `abandoned`, and deletes them.
-A journal whose process still runs stays locked and is not touched.
+whose lock nobody holds, records each session they left open as `abandoned` (ending where its
+last stored event lies), and deletes them. A journal whose process still runs stays locked and
+is not touched.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import hashlib
 import logging
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import IO
 
 import attrs
+import trio
 
-from ..storage import Batch, SessionRecord
+from ..storage import Batch, SessionRecord, StorageError
 from .recorder import Recorder
 from .recording import utc
 from .spool import decode_batch, encode_batch
@@ -35,9 +38,10 @@ def journal_folder(spool_dir: Path, storage_url: str) -> Path:
     return spool_dir / "journals" / hashlib.sha256(storage_url.encode()).hexdigest()[:16]
 
 
-def recover_orphans(folder: Path, recorder: Recorder, now: float) -> int:
+async def recover_orphans(folder: Path, recorder: Recorder, now: float) -> int:
     """Record the sessions that journals of dead processes in ``folder`` left open as
-    ``abandoned`` (through ``recorder``) and delete those journals; returns how many."""
+    ``abandoned`` (through ``recorder``), each ending at its last stored event, and delete
+    those journals; returns how many."""
     count = 0
     for path in sorted(folder.glob("*.journal")):
         try:
@@ -50,14 +54,32 @@ def recover_orphans(folder: Path, recorder: Recorder, now: float) -> int:
             except BlockingIOError:
                 continue  # its process is alive
             for row in _open_sessions(f.read()).values():
-                recorder.session_ended(
-                    attrs.evolve(row, status="abandoned", ended_at=utc(now)), None
-                )
+                recorder.session_ended(await _abandoned(row, recorder, now), None)
                 count += 1
             path.unlink(missing_ok=True)
     if count:
         log.warning("%d session(s) of a process that died recorded as abandoned", count)
     return count
+
+
+async def _abandoned(row: SessionRecord, recorder: Recorder, now: float) -> SessionRecord:
+    """The final row of a session a dead process left open: how far it got by its last stored
+    event (where the database cannot tell, it ends now with what its start row says)."""
+    try:
+        with trio.fail_after(recorder.settings.timeout_s):
+            last = await recorder.storage.last_event(row.id)
+    except (StorageError, trio.TooSlowError):
+        last = None
+    if last is None:
+        return attrs.evolve(row, status="abandoned", ended_at=utc(now))
+    seconds = float(last.get("t", last["sample"] / row.sample_rate))
+    return attrs.evolve(
+        row,
+        status="abandoned",
+        ended_at=row.started_at + dt.timedelta(seconds=seconds),
+        duration_s=seconds,
+        frames_processed=int(last["sample"]),
+    )
 
 
 def _open_sessions(text: bytes) -> dict[str, SessionRecord]:

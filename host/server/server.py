@@ -343,7 +343,7 @@ async def serve(
     journal = None
     if recorder is not None:
         folder = journal_folder(recorder.settings.spool_dir, recorder.storage.url)
-        recover_orphans(folder, recorder, time.time())
+        await recover_orphans(folder, recorder, time.time())
         journal = Journal(folder)
     server = Server(config, settings, recorder, library, worker, journal, auth)
     try:

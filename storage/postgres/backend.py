@@ -121,6 +121,9 @@ class PostgresStorage:
     ) -> dict[str, Any]:
         return await self._with_conn(queries.get_session, session_id, after_seq, limit)
 
+    async def last_event(self, session_id: str) -> dict[str, Any] | None:
+        return await self._with_conn(queries.last_event, session_id)
+
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int
     ) -> FingerprintRecord | None:

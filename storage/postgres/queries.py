@@ -33,6 +33,7 @@ from ..common import (
     require_utc,
     result_values,
     session_values,
+    stored_events,
     unknown_sessions,
     upsert_session_sql,
     user_stats_dict,
@@ -317,3 +318,10 @@ async def get_session(
     event_page(session, [(r["seq"], r["data"]) for r in stored], limit)
     session["analysis_result"] = decode_result(_plain(result)) if result is not None else None
     return session
+
+
+async def last_event(conn: asyncpg.Connection, session_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT seq, data FROM events WHERE session_id = $1 ORDER BY seq DESC LIMIT 1", session_id
+    )
+    return stored_events([(row["seq"], row["data"])])[0] if row is not None else None

@@ -201,6 +201,11 @@ class SQLiteStorage:
             "reading a session",
         )
 
+    async def last_event(self, session_id: str) -> dict[str, Any] | None:
+        return await self._read(
+            lambda conn: queries.last_event(conn, session_id), "reading a session's last event"
+        )
+
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int
     ) -> FingerprintRecord | None:

@@ -17,6 +17,7 @@ from ..common import (
     decode_result,
     event_page,
     period_start,
+    stored_events,
     user_stats_dict,
     utc_day,
 )
@@ -115,3 +116,11 @@ def get_session(
     session["analysis_result"] = decode_result(result) if result is not None else None
     conn.raw.execute("COMMIT")
     return session
+
+
+def last_event(conn: Connection, session_id: str) -> dict[str, Any] | None:
+    rows = conn.raw.execute(
+        "SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1",
+        (session_id,),
+    ).fetchall()
+    return stored_events(rows)[0] if rows else None
