@@ -10,9 +10,7 @@ static int run(lg_dynamics *d, const float *x, int n, int channels, unsigned see
 {
     int count = 0;
     for (int i = 0; i < n;) {
-        int take = seed ? fuzz_block(&seed, max_block) : n - i;
-        if (take > n - i)
-            take = n - i;
+        int take = fuzz_take(&seed, max_block, n - i);
         int room = lg_dynamics_max_outputs(d, take);
         const float *block = x + (size_t)i * (size_t)channels;
         int got = lg_dynamics_process(d, block, take, out + count, out + cap + count,

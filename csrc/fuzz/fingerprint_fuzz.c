@@ -9,9 +9,7 @@ static void run(lg_fingerprint *f, const float *x, int n, int channels, unsigned
                 double *out)
 {
     for (int i = 0; i < n;) {
-        int take = seed ? fuzz_block(&seed, 8192) : n - i;
-        if (take > n - i)
-            take = n - i;
+        int take = fuzz_take(&seed, 8192, n - i);
         FUZZ_CHECK(lg_fingerprint_process(f, x + (size_t)i * (size_t)channels, take) >= 0);
         i += take;
     }

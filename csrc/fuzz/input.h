@@ -45,11 +45,15 @@ static inline float *fuzz_samples(fuzz_input *in, int channels, int *frames)
     return out;
 }
 
-/* Block sizes: a pseudo-random sequence from `seed`, each 1..max_block frames. */
-static inline int fuzz_block(unsigned *seed, int max_block)
+/* The next block's length when `left` frames remain: all of them when *seed is 0 (the whole
+ * stream in one call), else 1..max_block frames from a pseudo-random sequence of `seed`. */
+static inline int fuzz_take(unsigned *seed, int max_block, int left)
 {
+    if (!*seed)
+        return left;
     *seed = *seed * 1103515245u + 12345u;
-    return 1 + (int)((*seed >> 8) % (unsigned)max_block);
+    int take = 1 + (int)((*seed >> 8) % (unsigned)max_block);
+    return take < left ? take : left;
 }
 
 /* A property the harness checks: when it fails, the report names it before the abort. */

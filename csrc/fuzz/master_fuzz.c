@@ -9,9 +9,7 @@ static int run(lg_master *m, const float *x, int n, int channels, unsigned seed,
 {
     int count = 0;
     for (int i = 0; i < n;) {
-        int take = seed ? fuzz_block(&seed, max_block) : n - i;
-        if (take > n - i)
-            take = n - i;
+        int take = fuzz_take(&seed, max_block, n - i);
         int got = lg_master_process(m, x + (size_t)i * (size_t)channels, take,
                                     out + (size_t)count * (size_t)channels, take);
         FUZZ_CHECK(got >= 0 && got <= take);

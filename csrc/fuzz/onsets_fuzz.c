@@ -13,9 +13,7 @@ static int run(lg_onsets *s, const float *x, int n, unsigned seed, int max_block
 {
     int count = 0;
     for (int i = 0; i < n;) {
-        int take = seed ? fuzz_block(&seed, max_block) : n - i;
-        if (take > n - i)
-            take = n - i;
+        int take = fuzz_take(&seed, max_block, n - i);
         int cap = lg_onsets_max_outputs(s, take);
         int got = lg_onsets_process(s, x + i, take, out.at + count, out.strength + count, cap);
         FUZZ_CHECK(got >= 0 && got <= cap);

@@ -8,9 +8,7 @@ static int run(lg_yin *y, const float *x, int n, unsigned seed, int max_block, d
 {
     int out = 0;
     for (int i = 0; i < n;) {
-        int take = seed ? fuzz_block(&seed, max_block) : n - i;
-        if (take > n - i)
-            take = n - i;
+        int take = fuzz_take(&seed, max_block, n - i);
         int cap = lg_yin_max_outputs(y, take);
         int got = lg_yin_process(y, x + i, take, f0 + out, conf + out, voiced + out, cap);
         FUZZ_CHECK(got >= 0 && got <= cap);
