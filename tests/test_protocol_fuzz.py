@@ -28,8 +28,12 @@ from live import RATE, legato_serve, phrase
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from legato.protocol import CLIENT_MESSAGES
+from legato.server.auth import issue_token
 
 DEFAULT_CONFIG = resources.files("legato.config").joinpath("default.toml")
+PLAN_LIMIT_S = 5.0
+"""Longest one attacking connection runs: a playback client that never reads has its own sends
+stall once the server's frames fill the socket (the server keeps serving everyone else)."""
 EXAMPLES = int(os.environ.get("LEGATO_FUZZ_EXAMPLES", "60"))
 """Attacks per run (LEGATO_FUZZ_EXAMPLES=500 for a longer hunt); the healthy session streams
 for as long as they take."""
@@ -85,25 +89,62 @@ valid_start = st.fixed_dictionaries(
         "format": st.sampled_from(["f32le", "s16le"]),
         "channels": st.integers(1, 3),
         "user": st.sampled_from(["ana", "bo"]),
+        "track": st.sampled_from(["tune.wav", "../tune.wav", "/etc/passwd", "a/../../b", "%2e"]),
+    },
+)
+valid_playback = st.fixed_dictionaries(
+    {
+        "type": st.just("start"),
+        "pipeline": st.just("playback"),
+        "track": st.sampled_from(["tune.wav", "./tune.wav", "../tune.wav", "tune.wav/", "x.wav"]),
+    },
+    optional={"format": st.sampled_from(["f32le", "s16le", "u8"])},
+)
+valid_history = st.fixed_dictionaries(
+    {"type": st.just("history"), "query": st.sampled_from(["stats", "sessions", "session"])},
+    optional={
+        "session_id": st.text(max_size=40),
+        "user": st.sampled_from(["ana", "bo", "healthy"]),
+        "after_seq": st.integers(0, 100),
     },
 )
 actions = st.one_of(
     st.tuples(st.just("text"), messages.map(json.dumps)),
     st.tuples(st.just("text"), valid_start.map(json.dumps)),
+    st.tuples(st.just("text"), valid_history.map(json.dumps)),
+    st.tuples(st.just("text"), valid_playback.map(json.dumps)),
+    st.tuples(
+        st.just("text"),
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["credit", "seek"])},
+            optional={"frames": st.integers(-5, 10**6), "frame": st.integers(-5, 10**7)},
+        ).map(json.dumps),
+    ),
     st.tuples(st.just("text"), st.text(max_size=200)),
     st.tuples(st.just("binary"), st.binary(max_size=4096)),
     st.tuples(st.just("audio"), st.integers(0, 4096)),
     st.tuples(st.just("end"), st.none()),
     st.tuples(st.just("drop"), st.none()),
 )
-connection_plans = st.lists(actions, min_size=1, max_size=12)
+connection_plans = st.tuples(
+    st.sampled_from([None, "ana", "bo", "admin"]),  # whose token the upgrade carries, if any
+    st.lists(actions, min_size=1, max_size=12),
+)
 raw_plans = st.tuples(st.booleans(), st.binary(max_size=600))
 
 
-async def play(url: str, plan: list[tuple[str, Any]]) -> None:
+async def play(url: str, plan: list[tuple[str, Any]], token: str | None) -> None:
     """One connection doing ``plan``; whatever the server answers or however it closes."""
+    headers = [] if token is None else [("Authorization", f"Bearer {token}")]
+    with trio.move_on_after(PLAN_LIMIT_S):  # a client that stops reading may stall its sends
+        await _play(url, plan, headers)
+
+
+async def _play(url: str, plan: list[tuple[str, Any]], headers: list[tuple[str, str]]) -> None:
     try:
-        async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=2) as ws:
+        async with open_websocket_url(
+            url, extra_headers=headers, connect_timeout=10, disconnect_timeout=2
+        ) as ws:
             for kind, value in plan:
                 if kind == "text" or kind == "binary":
                     await ws.send_message(value)
@@ -156,7 +197,12 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
-def test_attacks_leave_a_healthy_session_and_the_server_intact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("secured", [False, True], ids=["open", "auth-and-library"])
+def test_attacks_leave_a_healthy_session_and_the_server_intact(
+    tmp_path: Path, secured: bool
+) -> None:
+    """``secured``: tokens required (attackers hold their own valid ones, or none) and a
+    library to play from (and to escape from)."""
     take = tmp_path / "take.wav"
     sf.write(take, phrase(max(12.0, EXAMPLES * 0.12)), RATE, subtype="FLOAT")
     legato = [sys.executable, "-m", "legato.cli"]
@@ -168,11 +214,24 @@ def test_attacks_leave_a_healthy_session_and_the_server_intact(tmp_path: Path) -
     config = tmp_path / "legato.toml"  # the built-in pipelines; abandoned sessions end soon
     config.write_text(DEFAULT_CONFIG.read_text() + "\n[server]\nresume_grace_s = 1.0\n")
     served = ["--workers", "1", "--db", db, "--config", str(config)]
+    tokens: dict[str | None, str | None] = dict.fromkeys([None, "ana", "bo", "admin", "healthy"])
+    if secured:
+        secret = tmp_path / "secret"
+        subprocess.run([*legato, "token", "secret", str(secret)], check=True, capture_output=True)
+        key = secret.read_bytes().strip()
+        for user in ("ana", "bo", "healthy"):
+            tokens[user] = issue_token(key, user)
+        tokens["admin"] = issue_token(key, "root", ["admin"])
+        library = tmp_path / "library"
+        library.mkdir()
+        sf.write(library / "tune.wav", phrase(1.0), RATE, subtype="PCM_16")
+        served += ["--auth-secret-file", str(secret), "--library", str(library)]
     with legato_serve(tmp_path, *served, pids=pids) as port:
         url = f"ws://127.0.0.1:{port}/"
         pid = pids[0]
         healthy = subprocess.Popen(
-            [*legato, "stream", "--url", url, "--realtime", str(take)],
+            [*legato, "stream", "--url", url, "--realtime", str(take)]
+            + (["--token", tokens["healthy"]] if secured else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -188,11 +247,13 @@ def test_attacks_leave_a_healthy_session_and_the_server_intact(tmp_path: Path) -
             suppress_health_check=list(HealthCheck),
         )
         @given(st.lists(connection_plans, min_size=1, max_size=3), raw_plans)
-        def attack(plans: list[list[tuple[str, Any]]], raw: tuple[bool, bytes]) -> None:
+        def attack(
+            plans: list[tuple[str | None, list[tuple[str, Any]]]], raw: tuple[bool, bytes]
+        ) -> None:
             async def main() -> None:
                 async with trio.open_nursery() as nursery:
-                    for plan in plans:
-                        nursery.start_soon(play, url, plan)
+                    for user, plan in plans:
+                        nursery.start_soon(play, url, plan, tokens[user])
                     nursery.start_soon(trio.to_thread.run_sync, raw_attack, port, *raw)
                 assert await answers(url), "the server stopped answering"
 
