@@ -1,10 +1,12 @@
-"""TLS on the server's port ([server] tls_cert/tls_key), with a certificate from a test CA:
+"""TLS on the server's port ([server] tls_cert/tls_key), with a self-signed certificate:
 sessions over wss:// give the same events as `legato run`, the page comes over https://,
 clients that do not speak TLS or do not trust the certificate get nowhere and leave the
 server serving, and an unusable certificate is one clear error."""
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import socket
 import ssl
@@ -15,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trio
-import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from live import RATE, drain, legato_serve, phrase, receive
 from trio_websocket import open_websocket_url
 
@@ -26,29 +31,52 @@ from legato.testing import registry, running_server
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
+def self_signed() -> tuple[bytes, bytes]:
+    """A self-signed certificate for localhost and 127.0.0.1 and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 @pytest.fixture
-def certificate(ca: trustme.CA, tmp_path: Path) -> dict[str, str]:
-    issued = ca.issue_cert("localhost", "127.0.0.1")
+def ca(self_signed: tuple[bytes, bytes]) -> bytes:
+    """What a client must trust: the self-signed certificate itself."""
+    return self_signed[0]
+
+
+@pytest.fixture
+def certificate(self_signed: tuple[bytes, bytes], tmp_path: Path) -> dict[str, str]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    for pem in issued.cert_chain_pems[1:]:
-        pem.write_to_path(str(cert), append=True)
-    issued.private_key_pem.write_to_path(str(key))
+    cert.write_bytes(self_signed[0])
+    key.write_bytes(self_signed[1])
     return {"tls_cert": str(cert), "tls_key": str(key)}
 
 
-def trusting(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
+def trusting(ca: bytes) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca.decode())
 
 
 async def test_a_session_over_wss_matches_an_offline_run(
-    ca: trustme.CA, certificate: dict[str, str], tmp_path: Path
+    ca: bytes, certificate: dict[str, str], tmp_path: Path
 ) -> None:
     import soundfile as sf
 
@@ -76,7 +104,7 @@ async def test_a_session_over_wss_matches_an_offline_run(
 
 
 async def test_the_page_over_https_and_clients_without_tls_get_nowhere(
-    ca: trustme.CA, certificate: dict[str, str]
+    ca: bytes, certificate: dict[str, str]
 ) -> None:
     async with running_server(**certificate) as server:
         port = server.port
@@ -118,7 +146,7 @@ def test_an_unusable_certificate_is_one_clear_error(tmp_path: Path) -> None:
 
 
 async def test_legato_serve_with_workers_over_tls(
-    ca: trustme.CA, certificate: dict[str, str], tmp_path: Path
+    ca: bytes, certificate: dict[str, str], tmp_path: Path
 ) -> None:
     """`legato serve --workers 2 --tls-cert --tls-key`: the supervisor hands connections over
     and each worker decrypts its own; a bad certificate stops the command with one line."""
