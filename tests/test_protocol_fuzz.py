@@ -197,12 +197,17 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
-@pytest.mark.parametrize("secured", [False, True], ids=["open", "auth-and-library"])
+@pytest.mark.parametrize(
+    ("secured", "workers"),
+    [(False, 1), (True, 1), (True, 2)],
+    ids=["open", "auth-and-library", "auth-and-library-2-workers"],
+)
 def test_attacks_leave_a_healthy_session_and_the_server_intact(
-    tmp_path: Path, secured: bool
+    tmp_path: Path, secured: bool, workers: int
 ) -> None:
     """``secured``: tokens required (attackers hold their own valid ones, or none) and a
-    library to play from (and to escape from)."""
+    library to play from (and to escape from). With 2 workers the attacks go through the
+    supervisor's hand-over (the memory bound is then the supervisor's)."""
     take = tmp_path / "take.wav"
     sf.write(take, phrase(max(12.0, EXAMPLES * 0.12)), RATE, subtype="FLOAT")
     legato = [sys.executable, "-m", "legato.cli"]
@@ -213,7 +218,7 @@ def test_attacks_leave_a_healthy_session_and_the_server_intact(
     db = f"sqlite:///{tmp_path / 'legato.db'}"
     config = tmp_path / "legato.toml"  # the built-in pipelines; abandoned sessions end soon
     config.write_text(DEFAULT_CONFIG.read_text() + "\n[server]\nresume_grace_s = 1.0\n")
-    served = ["--workers", "1", "--db", db, "--config", str(config)]
+    served = ["--workers", str(workers), "--db", db, "--config", str(config)]
     tokens: dict[str | None, str | None] = dict.fromkeys([None, "ana", "bo", "admin", "healthy"])
     if secured:
         secret = tmp_path / "secret"
