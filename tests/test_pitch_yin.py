@@ -248,14 +248,15 @@ def test_nearest_note_names(f0: float, expected: tuple[int, str]) -> None:
 def test_summary_medians_across_batches_and_reads() -> None:
     """Frames enter the histograms a batch at a time: reading the medians mid-stream and
     streams longer than a batch give the same medians as one exact computation."""
+    from legato.meters import Histogram
     from legato.plugins.pitch_yin.medians import VoicedMedians
 
     rng = np.random.default_rng(5)
-    f0s = 440.0 * 2.0 ** rng.uniform(-3.0, 2.0, 3 * VoicedMedians.BATCH + 17)
+    f0s = 440.0 * 2.0 ** rng.uniform(-3.0, 2.0, 3 * Histogram.BATCH + 17)
     medians = VoicedMedians(40.0, 2000.0)
     for k, f0 in enumerate(f0s.tolist()):
         medians.add(f0, 0.5)
-        if k in (0, VoicedMedians.BATCH - 1, VoicedMedians.BATCH + 3):
+        if k in (0, Histogram.BATCH - 1, Histogram.BATCH + 3):
             seen = np.sort(f0s[: k + 1])
             got = medians.f0()
             assert got is not None and medians.count == k + 1

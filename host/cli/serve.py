@@ -9,13 +9,14 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config.pipelines import load_config
 from ..errors import LegatoError
 from .common import Subparsers, config_option, config_relative, db_option, plugin_registry
 
 if TYPE_CHECKING:
+    from ..config.pipelines import Config
     from ..library.tracks import Library
 
 
@@ -152,7 +153,7 @@ def worker_argv(args: argparse.Namespace, library: Library | None) -> list[str]:
     return argv
 
 
-def tls_files(args: argparse.Namespace, config: Any) -> dict[str, str]:
+def tls_files(args: argparse.Namespace, config: Config) -> dict[str, str]:
     """``tls_cert``/``tls_key`` as absolute paths: given on the command line (relative to the
     working directory), else from ``[server]`` (relative to the config file)."""
     files = {}

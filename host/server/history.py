@@ -45,22 +45,19 @@ class HistoryQueries:
         self.recorder = recorder
         self.timeout_s = timeout_s
         self._limiter = trio.CapacityLimiter(HISTORY_QUERIES)
-        self._turns: dict[str | None, tuple[trio.Lock, int]] = {}  # per user: lock, holders
+        self._turns: dict[str | None, trio.Lock] = {}
 
     @contextlib.asynccontextmanager
     async def _turn(self, user: str | None) -> AsyncIterator[None]:
-        """One query at a time for ``user`` (None: the sessions started without one)."""
-        lock, count = self._turns.get(user, (trio.Lock(), 0))
-        self._turns[user] = (lock, count + 1)
+        """One query at a time for ``user`` (None: the sessions started without one); a lock
+        nobody holds or waits for is dropped."""
+        lock = self._turns.setdefault(user, trio.Lock())
         try:
             async with lock:
                 yield
         finally:
-            lock, count = self._turns[user]
-            if count == 1:
-                del self._turns[user]
-            else:
-                self._turns[user] = (lock, count - 1)
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._turns.pop(user, None)
 
     async def answer(self, session: Session, request: History, identity: Identity) -> None:
         """Run one request and post its reply (or error) to the session; the session allows

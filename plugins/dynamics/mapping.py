@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from legato.meters import DB_FLOOR
+from legato.meters import DB_FLOOR, Histogram
 
 MARKINGS = ("pp", "p", "mp", "mf", "f", "ff")
 MARKING_VELOCITIES = (33, 49, 64, 80, 96, 112)
@@ -50,39 +50,27 @@ def marking_thresholds_db(floor_db: float) -> tuple[float, ...]:
 
 class LevelSpread:
     """Percentiles of a long series of dB levels in fixed memory: a histogram of 0.01 dB bins
-    from DB_FLOOR to +40 dBFS (louder levels share the top bin), read at the bin centre. Levels
-    are binned a few thousand at a time."""
+    from DB_FLOOR to +40 dBFS (louder levels share the top bin), read at the bin centre."""
 
     STEP = 0.01
     TOP = 40.0
-    BATCH = 4096
 
     def __init__(self) -> None:
-        self._counts = np.zeros(round((self.TOP - DB_FLOOR) / self.STEP), dtype=np.int64)
-        self._pending: list[float] = []
+        self._levels = Histogram(DB_FLOOR, self.TOP, round((self.TOP - DB_FLOOR) / self.STEP))
 
     def add(self, levels_db: Iterable[float]) -> None:
-        self._pending.extend(levels_db)
-        if len(self._pending) >= self.BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        bins = np.floor((np.array(self._pending) - DB_FLOOR) / self.STEP).astype(np.int64)
-        top = len(self._counts) - 1
-        self._counts += np.bincount(np.clip(bins, 0, top), minlength=len(self._counts))
-        self._pending.clear()
+        self._levels.extend(levels_db)
 
     @property
     def count(self) -> int:
-        return int(self._counts.sum()) + len(self._pending)
+        return self._levels.count
 
     def percentile(self, fraction: float) -> float:
         """Nearest-rank percentile (rank round((n - 1) * fraction)), as EBU Tech 3342 takes its
         loudness-range percentiles."""
-        self._flush()
         n = self.count
         if n == 0:
             raise ValueError("no levels")
         rank = math.floor((n - 1) * fraction + 0.5)
-        k = int(np.searchsorted(np.cumsum(self._counts), rank, side="right"))
-        return DB_FLOOR + (k + 0.5) * self.STEP
+        k = int(np.searchsorted(self._levels.cumulative(), rank, side="right"))
+        return self._levels.centre(k)

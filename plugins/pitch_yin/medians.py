@@ -9,38 +9,24 @@ import math
 
 import numpy as np
 
+from legato.meters import Histogram
+
 CENTS_MARGIN = 100.0
 """Room beyond the stage's fmin and fmax (parabolic interpolation can step slightly out);
 frequencies further out fall in the end bins."""
 CONFIDENCE_BINS = 1000
 
 
-class Median:
-    """Counts of values in ``bins`` equal bins of [``low``, ``high``); the median is read at bin
-    centres (the mean of the two middle ones for an even count, as ``statistics.median``)."""
-
-    def __init__(self, low: float, high: float, bins: int) -> None:
-        self._low = low
-        self._step = (high - low) / bins
-        self._counts = np.zeros(bins, dtype=np.int64)
-        self.count = 0
-
-    def add_many(self, values: list[float]) -> None:
-        if not values:
-            return
-        bins = np.floor((np.array(values, dtype=np.float64) - self._low) / self._step)
-        top = len(self._counts) - 1
-        index = np.clip(bins, 0, top).astype(np.int64)
-        self._counts += np.bincount(index, minlength=len(self._counts))
-        self.count += len(values)
-
-    def median(self) -> float | None:
-        if not self.count:
-            return None
-        cumulative = np.cumsum(self._counts)
-        lower = int(np.searchsorted(cumulative, (self.count - 1) // 2 + 1))
-        upper = int(np.searchsorted(cumulative, self.count // 2 + 1))
-        return self._low + self._step * ((lower + upper) / 2 + 0.5)
+def median(histogram: Histogram) -> float | None:
+    """The median read at bin centres (the mean of the two middle ones for an even count, as
+    ``statistics.median``); None when empty."""
+    n = histogram.count
+    if not n:
+        return None
+    cumulative = histogram.cumulative()
+    lower = int(np.searchsorted(cumulative, (n - 1) // 2 + 1))
+    upper = int(np.searchsorted(cumulative, n // 2 + 1))
+    return histogram.centre((lower + upper) / 2)
 
 
 def cents(f0: float) -> float:
@@ -50,43 +36,28 @@ def cents(f0: float) -> float:
 
 class VoicedMedians:
     """The medians of the voiced frames' f0 (on a one-cent grid between ``fmin`` and ``fmax``)
-    and confidence. Frames wait in two short lists and enter the histograms BATCH at a time:
-    appending to a list is a fraction of the cost of a histogram update per frame."""
-
-    BATCH = 1024
+    and confidence."""
 
     def __init__(self, fmin: float = 20.0, fmax: float = 8000.0) -> None:
         low, high = cents(fmin) - CENTS_MARGIN, cents(fmax) + CENTS_MARGIN
-        self._cents = Median(low, high, math.ceil(high - low))
-        self._confidence = Median(0.0, 1.0, CONFIDENCE_BINS)
-        self._pending_cents: list[float] = []
-        self._pending_confidence: list[float] = []
+        self._cents = Histogram(low, high, math.ceil(high - low))
+        self._confidence = Histogram(0.0, 1.0, CONFIDENCE_BINS)
 
     @property
     def count(self) -> int:
-        return self._cents.count + len(self._pending_cents)
+        return self._cents.count
 
     def add(self, f0: float, confidence: float) -> None:
         self.add_cents(cents(f0), confidence)
 
     def add_cents(self, f0_cents: float, confidence: float) -> None:
         """``add`` for an f0 already in cents above MIDI note 0 (as ``cents`` gives it)."""
-        self._pending_cents.append(f0_cents)
-        self._pending_confidence.append(confidence)
-        if len(self._pending_cents) >= self.BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._cents.add_many(self._pending_cents)
-        self._confidence.add_many(self._pending_confidence)
-        self._pending_cents.clear()
-        self._pending_confidence.clear()
+        self._cents.add(f0_cents)
+        self._confidence.add(confidence)
 
     def f0(self) -> float | None:
-        self._flush()
-        cents = self._cents.median()
+        cents = median(self._cents)
         return None if cents is None else 440.0 * 2.0 ** ((cents / 100.0 - 69.0) / 12.0)
 
     def confidence(self) -> float | None:
-        self._flush()
-        return self._confidence.median()
+        return median(self._confidence)

@@ -25,9 +25,14 @@ def semitones(f0: float, tuning: float) -> float:
     return 69.0 + 12.0 * math.log2(f0 / tuning)
 
 
-def nearest_note(f0: float, tuning: float) -> tuple[int, str, float]:
-    """(MIDI note, name such as "C#5", cents from it in [-50, +50)) for f0 > 0, with A4 (MIDI 69)
-    at ``tuning`` Hz; MIDI 60 is C4 (scientific pitch notation)."""
-    position = semitones(f0, tuning)
+def note_at(position: float) -> tuple[int, str, float]:
+    """(MIDI note, name such as "C#5", cents from it in [-50, +50)) nearest to a fractional
+    MIDI note number (``semitones``)."""
     midi = math.floor(position + 0.5)
     return midi, note_name(midi), 100.0 * (position - midi)
+
+
+def nearest_note(f0: float, tuning: float) -> tuple[int, str, float]:
+    """``note_at`` of f0 > 0, with A4 (MIDI 69) at ``tuning`` Hz; MIDI 60 is C4 (scientific
+    pitch notation)."""
+    return note_at(semitones(f0, tuning))

@@ -13,7 +13,7 @@ from legato.kernels import OutBuffers, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .medians import VoicedMedians
-from .notes import note_name
+from .notes import note_at, semitones
 from .params import PitchYinParams
 
 
@@ -84,44 +84,27 @@ class PitchYin:
         ]
 
     def _events(self, f0: list[float], confidence: list[float], voiced: list[int]) -> list[Event]:
-        """Pitch events for a run of frames; the note fields are None when unvoiced. The note is
-        worked out inline (as ``notes.nearest_note``): this runs once per frame of every live
-        session."""
+        """Pitch events for a run of frames; the note fields are None when unvoiced."""
         first = self._frames * self._hop + self._centre
         self._frames += len(f0)
-        hop, tuning, a4_cents = self._hop, self._tuning, self._a4_cents
-        add_median = self._medians.add_cents
-        log2, floor = math.log2, math.floor
         events: list[Event] = []
         for k, (f, c, v) in enumerate(zip(f0, confidence, voiced, strict=True)):
             if v:
-                position = 69.0 + 12.0 * log2(f / tuning)
-                midi = floor(position + 0.5)
-                off = 100.0 * (position - midi)
-                add_median(100.0 * position + a4_cents, c)
-                events.append(
-                    {
-                        "kind": "pitch",
-                        "sample": first + k * hop,
-                        "f0": f,
-                        "voiced": True,
-                        "confidence": c,
-                        "midi": midi,
-                        "note": note_name(midi),
-                        "cents": off,
-                    }
-                )
+                position = semitones(f, self._tuning)
+                midi, note, cents = note_at(position)
+                self._medians.add_cents(100.0 * position + self._a4_cents, c)
             else:
-                events.append(
-                    {
-                        "kind": "pitch",
-                        "sample": first + k * hop,
-                        "f0": f,
-                        "voiced": False,
-                        "confidence": c,
-                        "midi": None,
-                        "note": None,
-                        "cents": None,
-                    }
-                )
+                midi = note = cents = None
+            events.append(
+                {
+                    "kind": "pitch",
+                    "sample": first + k * self._hop,
+                    "f0": f,
+                    "voiced": bool(v),
+                    "confidence": c,
+                    "midi": midi,
+                    "note": note,
+                    "cents": cents,
+                }
+            )
         return events
