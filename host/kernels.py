@@ -38,7 +38,7 @@ def owned(state: Any, free: Callable[[Any], None], what: str) -> Any:
 def view(array: np.ndarray, ctype: str) -> Any:
     """A C array view onto a contiguous numpy array, without copying (cffi refuses buffers that
     are not contiguous)."""
-    return ffi.from_buffer(ctype + "[]", array, require_writable=False)
+    return ffi.from_buffer(ctype + "[]", array)  # read-only buffers are accepted by default
 
 
 def frames_of(block: np.ndarray, channels: int) -> np.ndarray:

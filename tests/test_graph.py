@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from legato.config.pipelines import load_config
-from legato.engine.graph import Graph
+from legato.engine.graph import Graph, downmix
 from legato.stage import StreamFormat
 from legato.testing import registry, split
 
@@ -83,3 +83,30 @@ def test_wrong_block_shape_is_rejected() -> None:
     graph = Graph(pipeline, StreamFormat(RATE, 2))
     with pytest.raises(ValueError, match=r"shape \(frames, 2\)"):
         graph.process(np.zeros((10, 1), np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    channels=st.integers(1, 8),
+    frames=st.integers(0, 300),
+    scale=st.sampled_from([1e-30, 1.0, 3e38]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_downmix_is_the_float32_channel_mean(
+    channels: int, frames: int, scale: float, seed: int
+) -> None:
+    """The C downmix sums the channels in order and scales in float32, exactly as numpy does on
+    float32 columns (overflow to inf included), for any layout and a non-contiguous input."""
+    rng = np.random.default_rng(seed)
+    block = (rng.uniform(-1, 1, (frames, channels)) * scale).astype(np.float32)
+    expected = block[:, 0].copy()
+    with np.errstate(over="ignore"):
+        for c in range(1, channels):
+            expected += block[:, c]
+        if channels > 1:
+            expected *= np.float32(1.0 / channels)
+    assert np.array_equal(downmix(block), expected)
+    assert np.array_equal(downmix(block.astype(np.float64)[::1]), expected)
+    wide = np.zeros((frames, 2 * channels), dtype=np.float32)
+    wide[:, ::2] = block
+    assert np.array_equal(downmix(wide[:, ::2]), expected)

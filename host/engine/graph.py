@@ -11,6 +11,7 @@ import numpy as np
 
 from ..config.pipelines import SOURCE, Pipeline, StageConfig
 from ..errors import LegatoError
+from ..kernels import check, lib, view
 from ..stage import AudioStage, Event, Stage, StreamFormat
 
 
@@ -128,15 +129,15 @@ def _create(config: StageConfig, fmt: StreamFormat) -> Stage:
 
 
 def downmix(block: np.ndarray) -> np.ndarray:
-    """Mono mix (channel mean) for stages that analyse one signal. Summing column by column is
-    many times faster than a strided ``mean(axis=1)`` and gives the same value for any split."""
+    """Mono mix (channel mean) for stages that analyse one signal, in one C call (float32
+    arithmetic, the channels summed in order: the same value for any split)."""
     if block.ndim == 1:
         return block
-    channels = block.shape[1]
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    frames, channels = block.shape
     if channels == 1:
-        return np.ascontiguousarray(block[:, 0])
-    mix = block[:, 0] + block[:, 1]
-    for c in range(2, channels):
-        mix += block[:, c]
-    mix *= np.float32(1.0 / channels)
+        return block[:, 0]
+    mix = np.empty(frames, dtype=np.float32)
+    if frames:
+        check(lib.lg_downmix(view(block, "float"), frames, channels, view(mix, "float")), "lg_downmix")
     return mix

@@ -1,0 +1,14 @@
+/* Channel downmix for the stages that analyse one signal. */
+#ifndef LEGATO_MIX_H
+#define LEGATO_MIX_H
+
+#include "status.h"
+
+/* cffi:begin */
+/* out[i] = the mean of frame i's channels in float arithmetic: the channels summed in order,
+ * then multiplied by (float)(1.0 / channels), as numpy computes it on float32 columns. n frames
+ * of 1..64 interleaved channels; returns n or LG_ERR_ARGUMENT. */
+int lg_downmix(const float *in, int n, int channels, float *out);
+/* cffi:end */
+
+#endif
