@@ -139,5 +139,6 @@ def downmix(block: np.ndarray) -> np.ndarray:
         return block[:, 0]
     mix = np.empty(frames, dtype=np.float32)
     if frames:
-        check(lib.lg_downmix(view(block, "float"), frames, channels, view(mix, "float")), "lg_downmix")
+        status = lib.lg_downmix(view(block, "float"), frames, channels, view(mix, "float"))
+        check(status, "lg_downmix")
     return mix
