@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import trio
@@ -40,6 +41,7 @@ from ..errors import LegatoError, raise_single
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     SAMPLE_FORMATS,
+    SESSION_QUERY,
     CloseCode,
     End,
     ErrorCode,
@@ -343,7 +345,7 @@ class Session:
         timeout = max(0.01, min(HANDSHAKE_TIMEOUT_S, give_up_at - trio.current_time()))
         try:
             async with open_websocket_url(
-                self.url,
+                self.url if task_status is not None else resume_url(self.url, self.session_id),
                 extra_headers=self._headers,
                 message_queue_size=64,
                 max_message_size=RECEIVE_LIMIT_BYTES,
@@ -603,6 +605,15 @@ async def connect(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise_single(group)
+
+
+def resume_url(url: str, session_id: str) -> str:
+    """``url`` with the session id resumed in its query (``SESSION_QUERY``, replacing any), so
+    a load balancer in front of several hosts sends the reconnect to the one holding it."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != SESSION_QUERY]
+    query = urlencode([*kept, (SESSION_QUERY, session_id)])
+    return urlunsplit(parts._replace(path=parts.path or "/", query=query))
 
 
 def auth_headers(token: str | None) -> list[tuple[bytes, bytes]]:

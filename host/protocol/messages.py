@@ -21,6 +21,12 @@ from cattrs.gen import make_dict_unstructure_fn, override
 PROTOCOL_VERSION = 1
 SAMPLE_FORMATS = {"f32le": 4, "s16le": 2}
 MAX_CHANNELS = 8
+SESSION_HEADER = "Legato-Session"
+"""Upgrade response header carrying the session id the connection's ``hello`` will announce, so
+a load balancer can learn which host holds the session (deploy/haproxy.cfg)."""
+SESSION_QUERY = "session"
+"""Query parameter a reconnecting client adds to its URL with the session id it resumes, so a
+load balancer can send it to the host that announced that id."""
 
 
 class ErrorCode:

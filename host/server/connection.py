@@ -136,7 +136,7 @@ class Connection:
             )
             await ws.aclose(CloseCode.TRY_AGAIN, "too many sessions")
             return
-        ids = (server.new_session_id(), secrets.token_urlsafe(24))
+        ids = (ws.session_id or server.new_session_id(), secrets.token_urlsafe(24))
         await ws.send_message(encode(self._hello(*ids)))
         async with trio.open_nursery() as watch:
             watch.start_soon(self._close_when_idle)

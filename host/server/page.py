@@ -1,5 +1,6 @@
 """The browser page on the server's own port: ``http://HOST:PORT/`` answers a plain HTTP GET
-with the page (``legato/server/web/``); WebSocket upgrades on the same port go to the protocol.
+with the page (``legato/server/web/``), ``/healthz`` with the server's state for load balancers;
+WebSocket upgrades on the same port go to the protocol.
 
 Each accepted connection's request head is read first: a WebSocket upgrade becomes a
 ``WebSocket`` (websocket.py); anything else gets the page (or 404/405) and is closed. The head
@@ -12,12 +13,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import json
 import socket
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 import trio
 
 from ..config.settings import ServerSettings
+from ..protocol.messages import SESSION_HEADER
 from .origins import refusal
 from .websocket import WebSocket, close_socket, handshake_reply, recv_some, send_all
 
@@ -35,6 +40,10 @@ PAGES = {
     "/legato.js": ("legato.js", "text/javascript; charset=utf-8"),
 }
 """Paths served and the files of ``legato/web`` behind them."""
+HEALTH_PATH = "/healthz"
+Health = Callable[[], tuple[bool, dict[str, Any]]]
+"""Whether the server takes new sessions, and its state as JSON: ``/healthz`` answers 200 with
+it when it does, 503 when it does not (draining)."""
 
 
 @functools.cache
@@ -69,11 +78,17 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
     return parts[0], parts[1], headers
 
 
-def answer(method: str, target: str) -> bytes:
+def answer(method: str, target: str, health: Health | None = None) -> bytes:
     """The HTTP response to a plain (not upgrade) request."""
     if method not in ("GET", "HEAD"):
         return response("405 Method Not Allowed", b"the page takes GET\n")
     path = target.split("?", 1)[0]
+    if path == HEALTH_PATH and health is not None:
+        serving, state = health()
+        status = "200 OK" if serving else "503 Service Unavailable"
+        body = json.dumps(state).encode() + b"\n"
+        full = response(status, body, "application/json")
+        return full if method == "GET" else full[: full.index(b"\r\n\r\n") + 4]
     if path == "/favicon.ico":
         return response("204 No Content", b"")
     found = PAGES.get(path)
@@ -85,13 +100,18 @@ def answer(method: str, target: str) -> bytes:
 
 
 async def open_connection(
-    sock: socket.socket, settings: ServerSettings, relay_key: str | None = None
+    sock: socket.socket,
+    settings: ServerSettings,
+    relay_key: str | None = None,
+    session_id: str | None = None,
+    health: Health | None = None,
 ) -> WebSocket | None:
     """Read the request head of a new connection (a non-blocking socket, taken over): a
     WebSocket upgrade is accepted and returned; anything else gets its HTTP answer (the page,
-    400, 403, 404, 405, 426 or 431) and the connection is closed (None). Upgrades must pass
-    the origin and host checks (origins.py), or with ``relay_key`` (a worker's private port)
-    carry that key instead."""
+    ``health`` at ``/healthz``, 400, 403, 404, 405, 426 or 431) and the connection is closed
+    (None). Upgrades must pass the origin and host checks (origins.py), or with ``relay_key``
+    (a worker's private port) carry that key instead. The accepted upgrade's response names
+    ``session_id`` (``SESSION_HEADER``), the id its ``hello`` will announce."""
     head, rest = await _read_head(sock)
     if head is None:
         if len(rest) > HEAD_LIMIT:
@@ -105,7 +125,7 @@ async def open_connection(
         return None
     method, target, headers = parsed
     if "websocket" not in headers.get("upgrade", "").lower():
-        await _reply(sock, answer(method, target))
+        await _reply(sock, answer(method, target, health))
         return None
     if relay_key is None:
         why = refusal(headers, settings)
@@ -115,7 +135,8 @@ async def open_connection(
     if why is not None:
         await _reply(sock, response("403 Forbidden", why.encode() + b"\n"))
         return None
-    reply, accepted = handshake_reply(method, headers)
+    extra = {} if session_id is None else {SESSION_HEADER: session_id}
+    reply, accepted = handshake_reply(method, headers, extra)
     if not accepted:
         await _reply(sock, reply)
         return None
@@ -125,7 +146,7 @@ async def open_connection(
         close_socket(sock)
         return None
     ws = WebSocket(sock, rest, settings.max_message_bytes, settings.close_timeout_s)
-    ws.target, ws.headers = target, headers
+    ws.target, ws.headers, ws.session_id = target, headers, session_id
     return ws
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import time
@@ -209,7 +210,9 @@ class Server:
         """Serve a connection's plaintext socket; wrapped, since an exception here would tear
         the whole server down."""
         relayed = relay_key is not None
-        ws = await open_connection(sock, self.settings, relay_key)
+        ws = await open_connection(
+            sock, self.settings, relay_key, self.new_session_id(), self.health
+        )
         if ws is None:
             return
         address = "127.0.0.1" if relayed else self.addresses.address(peer, ws.headers)
@@ -258,6 +261,19 @@ class Server:
         await worker.gone.wait()
         log.warning("the supervisor is gone: draining")
         self.shutdown()
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """What ``/healthz`` tells a load balancer: whether this server is up (not draining;
+        a full one is up, since resumes of its sessions must still reach it), and this
+        process's sessions and connections."""
+        serving = not self.shutting_down
+        return serving, {
+            "status": "serving" if serving else "draining",
+            "full": self.full(),
+            "sessions": len(self.sessions),
+            "connections": self.connections,
+            "pid": os.getpid(),
+        }
 
     def new_session_id(self) -> str:
         """A fresh session id; a worker's names the worker (``handoff.session_id``)."""

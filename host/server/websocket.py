@@ -192,9 +192,12 @@ class FrameParser:
         return opcode, whole
 
 
-def handshake_reply(method: str, headers: dict[str, str]) -> tuple[bytes, bool]:
+def handshake_reply(
+    method: str, headers: dict[str, str], extra: dict[str, str] | None = None
+) -> tuple[bytes, bool]:
     """The HTTP reply to an upgrade request (header names lower-cased, values as sent) and
-    whether it accepts: 101 with the accept key, or 400/426 saying what is wrong."""
+    whether it accepts: 101 with the accept key (and the ``extra`` headers), or 400/426 saying
+    what is wrong."""
 
     def refuse(status: str, why: str, extra: str = "") -> tuple[bytes, bool]:
         body = why.encode() + b"\n"
@@ -221,9 +224,10 @@ def handshake_reply(method: str, headers: dict[str, str]) -> tuple[bytes, bool]:
     if not valid:
         return refuse("400 Bad Request", "Sec-WebSocket-Key must be 16 bytes in base64")
     accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    more = "".join(f"{name}: {value}\r\n" for name, value in (extra or {}).items())
     reply = (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n{more}\r\n"
     )
     return reply.encode(), True
 
@@ -292,6 +296,8 @@ class WebSocket:
         self.target = "/"
         """The request target and headers (names lower-cased) of the upgrade."""
         self.headers: dict[str, str] = {}
+        self.session_id: str | None = None
+        """The session id announced in the upgrade response (``SESSION_HEADER``), if any."""
 
     # ---- receiving -----------------------------------------------------------------------
 
