@@ -1,9 +1,10 @@
 """What the tests of live sessions share: a test phrase, the client side of the protocol over a
-real WebSocket connection, `legato serve` as a subprocess, and a TCP proxy that cuts
-connections."""
+real WebSocket connection, `legato serve` as a subprocess, a TCP proxy that cuts connections,
+the offline run live events must equal, and waiting on processes and ports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -19,7 +20,10 @@ import numpy as np
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from legato.config.pipelines import load_config
+from legato.engine.runner import run_file
 from legato.stage import Event
+from legato.testing import registry
 
 RATE = 44100
 
@@ -187,3 +191,36 @@ async def feed_with_cuts(
         async for event in session.events():
             seen.append(event)
     return seen
+
+
+def offline(path: Path, block: int = 4096) -> list[dict[str, Any]]:
+    """The events `legato run` gives, in the order blocks of ``block`` frames give them."""
+    events: list[dict[str, Any]] = []
+    run_file(load_config(None, registry()).pipeline("analyze"), path, events.append, block)
+    return json.loads(json.dumps(events))
+
+
+def without_seq(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "seq"} for e in events]
+
+
+def alive(pid: int) -> bool:
+    """Running (a process that exited but was not waited for yet is a zombie: not alive)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,14 @@ def backend(
         fresh = _sqlite_databases(tmp_path_factory.mktemp("sqlite"))
         yield Backend("sqlite", registry, fresh(), fresh)
         return
+    with postgres_databases() as fresh:
+        yield Backend("postgres", registry, fresh(), fresh)
+
+
+@contextmanager
+def postgres_databases() -> Iterator[Callable[[], str]]:
+    """Makes new databases on the local Postgres server (skipping the test, loudly, when there
+    is none) and drops them all afterwards."""
     try:
         _pg_admin("SELECT 1")
     except Exception as exc:
@@ -94,7 +103,7 @@ def backend(
         return f"postgresql://{PG_ADMIN_USER}@{PG_HOST}:{PG_PORT}/{name}"
 
     try:
-        yield Backend("postgres", registry, fresh(), fresh)
+        yield fresh
     finally:
         _pg_admin(*(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" for name in created))
 

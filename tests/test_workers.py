@@ -12,11 +12,9 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,18 +26,21 @@ import trio
 from live import (
     RATE,
     Proxy,
+    alive,
     drain,
     feed_with_cuts,
     free_port,
     legato_serve,
+    listening,
+    offline,
     phrase,
     receive,
+    wait_for,
+    without_seq,
 )
 from trio_websocket import open_websocket_url
 
 from legato.client.session import auth_headers, connect
-from legato.config.pipelines import load_config
-from legato.engine.runner import run_file
 from legato.server.auth import issue_token
 from legato.storage import open_storage
 from legato.testing import registry
@@ -67,20 +68,9 @@ def take(tmp_path: Path) -> Path:
     return path
 
 
-def offline(path: Path, block: int = BLOCK) -> list[dict[str, Any]]:
-    """The events `legato run` gives, in the order blocks of ``block`` frames give them."""
-    events: list[dict[str, Any]] = []
-    run_file(load_config(None, registry()).pipeline("analyze"), path, events.append, block)
-    return json.loads(json.dumps(events))
-
-
 def blocks_of(path: Path) -> list[np.ndarray]:
     audio, _ = sf.read(path, dtype="float32")
     return [audio[i : i + BLOCK] for i in range(0, len(audio), BLOCK)]
-
-
-def without_seq(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if k != "seq"} for e in events]
 
 
 def workers_in(log: Path) -> dict[int, int]:
@@ -95,28 +85,6 @@ def parent_of(pid: int) -> int:
     """The parent process of ``pid`` (/proc/PID/stat, field 4)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def alive(pid: int) -> bool:
-    """Running (a process that exited but was not waited for yet is a zombie: not alive)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 async def stream_session(port: int, path: Path, **start: Any) -> tuple[str, list[dict[str, Any]]]:

@@ -7,7 +7,9 @@ sessions `active` in storage. Every `legato serve` process (and every worker of 
 keeps its journal in ``<spool_dir>/journals/<storage>/``; at start it looks there for journals
 whose lock nobody holds, records each session they left open as `abandoned` (ending where its
 last stored event lies), and deletes them. A journal whose process still runs stays locked and
-is not touched.
+is not touched. While it serves, it keeps looking (``OrphanWatch``): a process sharing the
+folder that dies meanwhile (another host of a cluster on this machine, a worker) has its
+sessions recorded once its journal has stayed unlocked for the resume grace period.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import hashlib
 import logging
 import os
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -38,10 +42,13 @@ def journal_folder(spool_dir: Path, storage_url: str) -> Path:
     return spool_dir / "journals" / hashlib.sha256(storage_url.encode()).hexdigest()[:16]
 
 
-async def recover_orphans(folder: Path, recorder: Recorder, now: float) -> int:
+async def recover_orphans(
+    folder: Path, recorder: Recorder, now: float, ripe: Callable[[Path], bool] = lambda _: True
+) -> int:
     """Record the sessions that journals of dead processes in ``folder`` left open as
     ``abandoned`` (through ``recorder``), each ending at its last stored event, and delete
-    those journals; returns how many."""
+    those journals; returns how many. Only journals that are ``ripe`` (given the path of one
+    found unlocked) are recovered; the others are left for a later look."""
     count = 0
     for path in sorted(folder.glob("*.journal")):
         try:
@@ -53,6 +60,8 @@ async def recover_orphans(folder: Path, recorder: Recorder, now: float) -> int:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its process is alive
+            if not ripe(path):
+                continue
             for row in _open_sessions(f.read()).values():
                 recorder.session_ended(await _abandoned(row, recorder, now), None)
                 count += 1
@@ -95,6 +104,37 @@ def _open_sessions(text: bytes) -> dict[str, SessionRecord]:
         for row in batch.sessions:
             left[row.id] = row
     return left
+
+
+class OrphanWatch:
+    """Recovers, every ``interval_s`` while this process serves, the journals in ``folder``
+    whose process died: each once it has been seen unlocked for ``grace_s`` (the time its
+    clients had to resume), so a journal being created, not yet locked, is never taken."""
+
+    def __init__(self, folder: Path, recorder: Recorder, grace_s: float, interval_s: float):
+        self.folder = folder
+        self.recorder = recorder
+        self.grace_s = grace_s
+        self.interval_s = interval_s
+        self._unlocked_since: dict[Path, float] = {}
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(self.interval_s)
+            await self.look()
+
+    async def look(self) -> int:
+        """One look: how many sessions it recorded as abandoned."""
+        now = trio.current_time()
+        unlocked: dict[Path, float] = {}
+
+        def ripe(path: Path) -> bool:
+            since = unlocked[path] = self._unlocked_since.get(path, now)
+            return now - since >= self.grace_s
+
+        count = await recover_orphans(self.folder, self.recorder, time.time(), ripe)
+        self._unlocked_since = {p: t for p, t in unlocked.items() if p.exists()}
+        return count
 
 
 class Journal:

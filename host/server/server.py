@@ -32,7 +32,7 @@ from ..protocol.messages import (
     ServerShutdown,
     encode,
 )
-from ..records.journal import Journal, journal_folder, recover_orphans
+from ..records.journal import Journal, OrphanWatch, journal_folder, recover_orphans
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
 from . import handoff, tls
@@ -47,6 +47,9 @@ from .websocket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("legato.server")
 
+ORPHAN_LOOK_S = 2.0
+"""How often a serving process looks for journals of processes that died (``OrphanWatch``)."""
+
 
 class Server:
     """Serves a config's pipelines; ``run`` until ``shutdown`` is called (or cancelled)."""
@@ -60,8 +63,12 @@ class Server:
         worker: WorkerLink | None = None,
         journal: Journal | None = None,
         auth: Authenticator | None = None,
+        orphans: OrphanWatch | None = None,
     ) -> None:
         self.config = config
+        self.orphans = orphans
+        """Records the sessions of processes sharing the journal folder that die meanwhile."""
+        self._watching = trio.CancelScope()
         self.auth = auth
         """Checks clients' tokens; None: auth is off."""
         self.settings = settings or config.server
@@ -105,6 +112,8 @@ class Server:
                     database_timeout_s=self.settings.storage_timeout_s,
                 )
                 await root.start(self.fingerprints.run)
+            if self.orphans is not None:
+                root.start_soon(self._watch_orphans, self.orphans)
             if self.worker is not None:
                 await root.start(self.worker.run)
                 root.start_soon(self._stop_when_orphaned, self.worker)
@@ -160,8 +169,13 @@ class Server:
         self.shutting_down = True
         self._stop.set()
 
+    async def _watch_orphans(self, orphans: OrphanWatch) -> None:
+        with self._watching:
+            await orphans.run()
+
     async def _drain(self) -> None:
         self.shutting_down = True
+        self._watching.cancel()
         if self._listen_scope is not None:
             self._listen_scope.cancel()
         timeout = self.settings.shutdown_timeout_s
@@ -356,12 +370,13 @@ async def serve(
     are journaled (``records.journal``)."""
     settings = settings or config.server
     recorder = None if storage is None else await open_recorder(storage, settings)
-    journal = None
+    journal = orphans = None
     if recorder is not None:
         folder = journal_folder(recorder.settings.spool_dir, recorder.storage.url)
         await recover_orphans(folder, recorder, time.time())
         journal = Journal(folder)
-    server = Server(config, settings, recorder, library, worker, journal, auth)
+        orphans = OrphanWatch(folder, recorder, settings.resume_grace_s, ORPHAN_LOOK_S)
+    server = Server(config, settings, recorder, library, worker, journal, auth, orphans)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, server, nursery.cancel_scope)

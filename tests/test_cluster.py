@@ -1,0 +1,277 @@
+"""A cluster as an operator tries it: `deploy/try-cluster` runs HAProxy with deploy/haproxy.cfg in
+front of three `legato serve` hosts sharing the machine's Postgres (real processes, real
+sockets). New sessions spread over the hosts; every connection cut at the load balancer resumes
+on the host holding its session, with the events of an offline run stored once; the sessions of
+a host killed with SIGKILL are recorded `abandoned` by a surviving host while the others keep
+serving; SIGTERM drains and stops everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+import trio
+from live import RATE, alive, offline, phrase, receive, without_seq
+from storage_fixtures import postgres_databases
+from trio_websocket import open_websocket_url
+
+from legato.client.session import ClientError, connect
+from legato.registry import load_registry
+from legato.storage import StorageError, open_storage
+
+ROOT = Path(__file__).resolve().parent.parent
+TRY_CLUSTER = ROOT / "deploy" / "try-cluster"
+HOSTS = 3
+BLOCK = 512
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("haproxy") is None,
+    reason="HAProxy is not installed (apt-get install haproxy; .ci/run installs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    with postgres_databases() as fresh:
+        yield fresh()
+
+
+@pytest.fixture
+def take(tmp_path: Path) -> Path:
+    path = tmp_path / "take.wav"
+    sf.write(path, phrase(3.0), RATE)
+    return path
+
+
+class Cluster:
+    """A running `deploy/try-cluster` and what it announced."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], announced: dict[str, Any]) -> None:
+        self.proc = proc
+        self.url: str = announced["url"]
+        self.hosts: list[dict[str, int]] = announced["hosts"]
+        self.haproxy_pid: int = announced["haproxy_pid"]
+        self.admin_socket: str = announced["admin_socket"]
+
+    def admin(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.admin_socket)
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def cut(self) -> None:
+        """Every connection the load balancer holds to every host, shut at once."""
+        for index in range(len(self.hosts)):
+            self.admin(f"shutdown sessions server legato_hosts/host{index + 1}")
+
+    def health(self, index: int) -> dict[str, Any]:
+        port = self.hosts[index]["port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return json.loads(reply.read())
+
+    def up(self) -> set[str]:
+        """The hosts HAProxy counts up."""
+        lines = self.admin("show stat").splitlines()
+        names = lines[0][2:].split(",")
+        rows = [dict(zip(names, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {r["svname"] for r in rows if r["svname"].startswith("host") and r["status"] == "UP"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, database: str) -> Iterator[Cluster]:
+    config = tmp_path / "cluster.toml"
+    default = resources.files("legato.config").joinpath("default.toml").read_text()
+    config.write_text(default + "\n[server]\nresume_grace_s = 3.0\nshutdown_timeout_s = 5.0\n")
+    command = [
+        sys.executable, str(TRY_CLUSTER), "--port", str(free_port()), "--hosts", str(HOSTS),
+        "--db", database, "--config", str(config),
+        "--legato", str(Path(sys.executable).with_name("legato")),
+    ]  # fmt: skip
+    log = (tmp_path / "cluster.log").open("wb")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=tmp_path)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=30)
+        pytest.fail(f"try-cluster exited: {(tmp_path / 'cluster.log').read_text()[-3000:]}")
+    running = Cluster(proc, json.loads(line))
+    try:
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+async def stored(url: str, session_id: str) -> tuple[str | None, list[int]]:
+    """The stored status of a session (None: no row yet) and the seq numbers of its stored
+    events."""
+    storage = open_storage(url, load_registry())
+    await storage.connect()
+    try:
+        found = await storage.get_session(session_id)
+    except StorageError:
+        return None, []
+    finally:
+        await storage.close()
+    return found["status"], [e["seq"] for e in found["events"]]
+
+
+def test_try_cluster_announces_serves_the_page_and_stops_on_sigterm(cluster: Cluster) -> None:
+    assert len(cluster.hosts) == HOSTS and cluster.up() == {"host1", "host2", "host3"}
+    http = cluster.url.replace("ws://", "http://")
+    with urllib.request.urlopen(http, timeout=5) as reply:
+        assert b"legato" in reply.read()
+    with urllib.request.urlopen(http + "healthz", timeout=5) as reply:
+        assert json.loads(reply.read())["status"] == "serving"
+    pids = [h["pid"] for h in cluster.hosts] + [cluster.haproxy_pid]
+    cluster.proc.send_signal(signal.SIGTERM)
+    assert cluster.proc.wait(timeout=60) == 0
+    assert not any(alive(pid) for pid in pids)
+
+
+async def test_new_sessions_spread_over_the_hosts(cluster: Cluster) -> None:
+    """Three held sessions through the load balancer land on three different hosts."""
+    async with trio.open_nursery() as nursery:
+        started = 0
+
+        async def hold() -> None:
+            nonlocal started
+            async with open_websocket_url(cluster.url) as ws:
+                await receive(ws)
+                start = {"type": "start", "pipeline": "analyze", "sample_rate": RATE}
+                await ws.send_message(json.dumps(start))
+                assert (await receive(ws))["type"] == "started"
+                started += 1
+                await trio.sleep_forever()
+
+        for _ in range(HOSTS):
+            nursery.start_soon(hold)
+            await trio.sleep(0.3)  # each counted by HAProxy before the next arrives
+        with trio.fail_after(10):
+            while started < HOSTS:
+                await trio.sleep(0.05)
+        assert [cluster.health(i)["sessions"] for i in range(HOSTS)] == [1, 1, 1]
+        nursery.cancel_scope.cancel()
+
+
+async def test_resumes_through_the_load_balancer_reach_the_host_holding_the_session(
+    cluster: Cluster, take: Path, database: str
+) -> None:
+    """Six sessions stream while the load balancer cuts every connection three times: each
+    client reconnects with its session id and lands on the host holding the session (on any
+    other it would get `resume_failed`); the events equal an offline run, seq numbers
+    unbroken, and each is stored exactly once."""
+    audio, _ = sf.read(take, dtype="float32")
+    blocks = [audio[i : i + BLOCK] for i in range(0, len(audio), BLOCK)]
+    sessions = 6
+    cut_before = [len(blocks) // 4, len(blocks) // 2, 3 * len(blocks) // 4]
+    arrived = [0] * len(cut_before)
+    made = [trio.Event() for _ in cut_before]
+    results: dict[str, list[dict[str, Any]]] = {}
+
+    async def cutter() -> None:
+        """Each cut once every session waits at it, so every session is cut three times."""
+        for k, event in enumerate(made):
+            while arrived[k] < sessions:
+                await trio.sleep(0.01)
+            cluster.cut()
+            event.set()
+
+    async def one() -> None:
+        async with connect(cluster.url, sample_rate=RATE) as session:
+            seen: list[dict[str, Any]] = []
+
+            async def feed() -> None:
+                for i, block in enumerate(blocks):
+                    if i in cut_before:
+                        k = cut_before.index(i)
+                        arrived[k] += 1
+                        await made[k].wait()
+                    await session.send(block)
+                    await trio.sleep(0.002)
+                await session.end()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed)
+                async for event in session.events():
+                    seen.append(event)
+            results[session.session_id] = seen
+            assert len(session.resumes) >= 1
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cutter)
+            for _ in range(sessions):
+                nursery.start_soon(one)
+    expected = offline(take, BLOCK)
+    assert len(results) == sessions
+    for seen in results.values():
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+        assert without_seq(seen) == expected
+    for session_id, seen in results.items():
+        with trio.fail_after(20):
+            while True:
+                status, seqs = await stored(database, session_id)
+                if status == "completed" and len(seqs) >= len(seen):
+                    break
+                await trio.sleep(0.2)
+        assert seqs == list(range(1, len(seen) + 1))
+
+
+async def test_a_killed_hosts_sessions_are_abandoned_by_a_survivor(
+    cluster: Cluster, take: Path, database: str
+) -> None:
+    """SIGKILL the host of a streaming session: its client's resume fails (the session lived
+    in that process), a surviving host records the session `abandoned` once the resume grace
+    period is over, and new sessions keep working through the load balancer."""
+    audio, _ = sf.read(take, dtype="float32")
+    with pytest.raises(ClientError) as failed:
+        async with connect(cluster.url, sample_rate=RATE, max_backoff_s=0.2) as session:
+            await session.send(audio[:RATE])
+            with trio.fail_after(10):
+                async for _ in session.events():
+                    break
+            holder = next(i for i in range(HOSTS) if cluster.health(i)["sessions"] == 1)
+            lost = session.session_id
+            with trio.fail_after(10):
+                while not (await stored(database, lost))[1]:
+                    await trio.sleep(0.1)
+            os.kill(cluster.hosts[holder]["pid"], signal.SIGKILL)
+            with trio.fail_after(30):
+                async for _ in session.events():
+                    pass
+    assert failed.value.code == "resume_failed"
+    with trio.fail_after(30):
+        while (await stored(database, lost))[0] != "abandoned":
+            await trio.sleep(0.2)
+    with trio.fail_after(10):
+        while f"host{holder + 1}" in cluster.up():
+            await trio.sleep(0.1)
+    async with connect(cluster.url, sample_rate=RATE) as again:
+        await again.send(audio)
+        summary = await again.end()
+    assert summary["status"] == "completed"
