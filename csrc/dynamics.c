@@ -121,3 +121,28 @@ lg_truepeak *lg_dynamics_truepeak(lg_dynamics *d)
 {
     return d ? d->truepeak : NULL;
 }
+
+#define DYNAMICS_CHECKPOINT 1
+
+static void transfer(lg_ck *ck, void *state)
+{
+    lg_dynamics *d = state;
+    lg_ck_config(ck, &d->hop, sizeof d->hop);
+    lg_levels_transfer(ck, d->levels);
+    lg_loudness_transfer(ck, d->loudness);
+    lg_truepeak_transfer(ck, d->truepeak);
+}
+
+long long lg_dynamics_save(const lg_dynamics *d, void *buf, long long cap)
+{
+    if (!d)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_save("dynamics", DYNAMICS_CHECKPOINT, transfer, d, buf, cap);
+}
+
+int lg_dynamics_load(lg_dynamics *d, const void *buf, long long n)
+{
+    if (!d)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_load("dynamics", DYNAMICS_CHECKPOINT, transfer, d, buf, n);
+}

@@ -37,6 +37,13 @@ double lg_power_db(double power);
 double lg_amplitude_db(double amplitude);
 /* A loudness or level in dB clamped as process() does (NaN reads -120). */
 double lg_finite_db(double db);
+
+/* A checkpoint of the stream (checkpoint.h) in buf (cap bytes): its size (buf NULL: only the
+ * size), or LG_ERR_CAPACITY. */
+long long lg_dynamics_save(const lg_dynamics *d, void *buf, long long cap);
+/* Restores a checkpoint into meters made with the same parameters: LG_OK, or
+ * LG_ERR_CORRUPT / LG_ERR_MISMATCH with the meters unchanged. */
+int lg_dynamics_load(lg_dynamics *d, const void *buf, long long n);
 /* cffi:end */
 
 #endif

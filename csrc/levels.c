@@ -150,3 +150,21 @@ long long lg_levels_nonfinite(const lg_levels *lv)
 {
     return lv ? lv->nonfinite : 0;
 }
+
+void lg_levels_transfer(lg_ck *ck, lg_levels *lv)
+{
+    lg_ck_config(ck, &lv->channels, sizeof lv->channels);
+    lg_ck_config(ck, &lv->hop, sizeof lv->hop);
+    int fill = lv->fill;
+    lg_ck_value(ck, &fill, sizeof fill);
+    if (fill < 0 || fill >= lv->hop)
+        lg_ck_refuse(ck);
+    lg_ck_state(ck, &lv->sumsq, sizeof lv->sumsq);
+    lg_ck_state(ck, &lv->peak, sizeof lv->peak);
+    lg_ck_state(ck, &lv->total_sumsq, sizeof lv->total_sumsq);
+    lg_ck_state(ck, &lv->total_peak, sizeof lv->total_peak);
+    lg_ck_state(ck, &lv->frames, sizeof lv->frames);
+    lg_ck_state(ck, &lv->nonfinite, sizeof lv->nonfinite);
+    if (lg_ck_restoring(ck))
+        lv->fill = fill;
+}

@@ -2,6 +2,7 @@
 #ifndef LEGATO_LEVELS_H
 #define LEGATO_LEVELS_H
 
+#include "checkpoint.h"
 #include "status.h"
 
 /* cffi:begin */
@@ -29,5 +30,8 @@ long long lg_levels_frames(const lg_levels *lv);
 /* Non-finite input samples seen so far; each was measured as 0.0. */
 long long lg_levels_nonfinite(const lg_levels *lv);
 /* cffi:end */
+
+/* The state's part of a checkpoint (checkpoint.h), for the kernels that embed level meters. */
+void lg_levels_transfer(lg_ck *ck, lg_levels *lv);
 
 #endif

@@ -472,3 +472,60 @@ long long lg_loudness_nonfinite(const lg_loudness *m)
 {
     return m ? m->nonfinite : 0;
 }
+
+/* A histogram's written range and its bins in it, so a checkpoint holds what was measured, not
+ * 10000 bins. */
+static void hist_transfer(lg_ck *ck, lg_hist *h)
+{
+    int range[2] = {h->lo, h->hi};
+    lg_ck_value(ck, range, sizeof range);
+    int empty = range[0] == LG_HIST_BINS && range[1] == -1;
+    if (!empty && !(0 <= range[0] && range[0] <= range[1] && range[1] < LG_HIST_BINS)) {
+        lg_ck_refuse(ck);
+        return;
+    }
+    if (lg_ck_restoring(ck)) {
+        hist_clear(h);
+        h->lo = range[0];
+        h->hi = range[1];
+    }
+    if (!empty)
+        lg_ck_state(ck, h->bin + range[0], sizeof(lg_bin) * (size_t)(range[1] - range[0] + 1));
+    lg_ck_state(ck, &h->total, sizeof h->total);
+    lg_ck_state(ck, &h->sum, sizeof h->sum);
+}
+
+void lg_loudness_transfer(lg_ck *ck, lg_loudness *m)
+{
+    const int config[] = {m->channels, m->wm, m->ws, m->step, m->hop};
+    lg_ck_config(ck, config, sizeof config);
+    lg_ck_config(ck, m->weight, sizeof m->weight);
+    lg_ck_config(ck, m->sb, sizeof m->sb);
+    lg_ck_config(ck, m->sa, sizeof m->sa);
+    lg_ck_config(ck, m->hb, sizeof m->hb);
+    lg_ck_config(ck, m->ha, sizeof m->ha);
+    int at[6] = {m->pos, m->mpos, m->to_step, m->to_hop, m->to_mfix, m->to_sfix};
+    lg_ck_value(ck, at, sizeof at);
+    if (at[0] < 0 || at[0] >= m->ws || at[1] < 0 || at[1] >= m->ws || at[2] < 1 ||
+        at[2] > m->step || (m->hop > 0 && (at[3] < 1 || at[3] > m->hop)) || at[4] < 1 ||
+        at[4] > m->wm || at[5] < 1 || at[5] > m->ws)
+        lg_ck_refuse(ck);
+    lg_ck_state(ck, m->hist, sizeof m->hist);
+    lg_ck_state(ck, m->ring, sizeof(float) * (size_t)m->ws);
+    lg_ck_state(ck, &m->msum, sizeof m->msum);
+    lg_ck_state(ck, &m->ssum, sizeof m->ssum);
+    lg_ck_state(ck, &m->max_msum, sizeof m->max_msum);
+    lg_ck_state(ck, &m->max_ssum, sizeof m->max_ssum);
+    lg_ck_state(ck, &m->frames, sizeof m->frames);
+    lg_ck_state(ck, &m->nonfinite, sizeof m->nonfinite);
+    hist_transfer(ck, m->gate);
+    hist_transfer(ck, m->range);
+    if (lg_ck_restoring(ck)) {
+        m->pos = at[0];
+        m->mpos = at[1];
+        m->to_step = at[2];
+        m->to_hop = at[3];
+        m->to_mfix = at[4];
+        m->to_sfix = at[5];
+    }
+}

@@ -3,6 +3,7 @@
 #ifndef LEGATO_LOUDNESS_H
 #define LEGATO_LOUDNESS_H
 
+#include "checkpoint.h"
 #include "status.h"
 
 /* cffi:begin */
@@ -42,5 +43,8 @@ long long lg_loudness_frames(const lg_loudness *m);
 /* Non-finite input samples seen so far; each was measured as 0.0. */
 long long lg_loudness_nonfinite(const lg_loudness *m);
 /* cffi:end */
+
+/* The state's part of a checkpoint (checkpoint.h), for the kernels that embed the meter. */
+void lg_loudness_transfer(lg_ck *ck, lg_loudness *m);
 
 #endif

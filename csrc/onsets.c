@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "fft.h"
 
 struct lg_onsets {
@@ -504,4 +505,59 @@ int lg_onsets_flux(lg_onsets *s, const float *in, int n, double *flux, int cap)
     if (cap < lg_onsets_max_outputs(s, n))
         return LG_ERR_CAPACITY;
     return feed(s, in, n, flux, NULL, NULL);
+}
+
+#define ONSETS_CHECKPOINT 1
+
+static void transfer(lg_ck *ck, void *state)
+{
+    lg_onsets *s = state;
+    const int config[] = {s->window,   s->hop,     s->nfft,     s->mu,       s->persist,
+                          s->latency,  s->pre_avg, s->post_avg, s->pre_max,  s->post_max,
+                          s->nbands,   s->bin_lo,  s->bin_hi,   s->rows,     s->ring};
+    const double tuning[] = {s->compression, s->median_weight, s->delta,      s->silence_power,
+                             s->offset,      s->level_decay,   s->level_floor};
+    lg_ck_config(ck, config, sizeof config);
+    lg_ck_config(ck, tuning, sizeof tuning);
+    lg_ck_config(ck, &s->min_gap, sizeof s->min_gap);
+    int fill = s->fill, finished = s->finished;
+    lg_ck_value(ck, &fill, sizeof fill);
+    lg_ck_value(ck, &finished, sizeof finished);
+    if (fill < 0 || fill >= s->window || (finished != 0 && finished != 1))
+        lg_ck_refuse(ck);
+    int64_t counts[] = {s->frames, s->odf_frames, s->decided};
+    lg_ck_value(ck, counts, sizeof counts);
+    if (counts[0] < 0 || counts[1] < 0 || counts[1] > counts[0] || counts[2] < 0 ||
+        counts[2] > counts[1])
+        lg_ck_refuse(ck);
+    size_t rows = (size_t)s->rows * (size_t)s->nbands;
+    lg_ck_state(ck, s->frame, sizeof(double) * (size_t)s->window);
+    lg_ck_state(ck, s->bands, sizeof(double) * rows);
+    lg_ck_state(ck, s->widened, sizeof(double) * rows);
+    lg_ck_state(ck, s->flux, sizeof(double) * (size_t)s->ring);
+    lg_ck_state(ck, s->power, sizeof(double) * (size_t)s->ring);
+    lg_ck_state(ck, &s->last_onset, sizeof s->last_onset);
+    lg_ck_state(ck, &s->nonfinite, sizeof s->nonfinite);
+    lg_ck_state(ck, &s->level, sizeof s->level);
+    if (lg_ck_restoring(ck)) {
+        s->fill = fill;
+        s->finished = finished;
+        s->frames = counts[0];
+        s->odf_frames = counts[1];
+        s->decided = counts[2];
+    }
+}
+
+long long lg_onsets_save(const lg_onsets *s, void *buf, long long cap)
+{
+    if (!s)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_save("onsets", ONSETS_CHECKPOINT, transfer, s, buf, cap);
+}
+
+int lg_onsets_load(lg_onsets *s, const void *buf, long long n)
+{
+    if (!s)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_load("onsets", ONSETS_CHECKPOINT, transfer, s, buf, n);
 }

@@ -71,6 +71,13 @@ int lg_onsets_flux(lg_onsets *s, const float *in, int n, double *flux, int cap);
 
 /* Non-finite input samples read as 0.0 since creation or reset. */
 int64_t lg_onsets_nonfinite(const lg_onsets *s);
+
+/* A checkpoint of the stream (checkpoint.h) in buf (cap bytes): its size (buf NULL: only the
+ * size), or LG_ERR_CAPACITY. */
+long long lg_onsets_save(const lg_onsets *s, void *buf, long long cap);
+/* Restores a checkpoint into a detector made with the same parameters: LG_OK, or
+ * LG_ERR_CORRUPT / LG_ERR_MISMATCH with the detector unchanged. */
+int lg_onsets_load(lg_onsets *s, const void *buf, long long n);
 /* Derived quantities: mu, frames between a frame's analysis and its decision (persist plus
  * max(post_max, post_avg, 1)), number of bands, and the onset offset in samples. */
 int lg_onsets_diff_frames(const lg_onsets *s);

@@ -8,7 +8,11 @@
  *   _process  consumes a block of the stream;
  *   _finish   ends the stream, in kernels that hold output back (lookahead, latency): writes what
  *             is still held. After it, every call that consumes input or finishes returns
- *             LG_ERR_FINISHED until _reset.
+ *             LG_ERR_FINISHED until _reset;
+ *   _save     writes a checkpoint of the streaming state (checkpoint.h); with a NULL buffer,
+ *             returns its size;
+ *   _load     restores a checkpoint into a state made with the same parameters, or changes
+ *             nothing (LG_ERR_CORRUPT, LG_ERR_MISMATCH).
  * A function that writes or consumes items returns their count (>= 0) or a negative LG_ERR_*;
  * one that only succeeds or fails returns LG_OK or a negative LG_ERR_*. A call that fails
  * changes no state and consumes nothing. When several errors apply, LG_ERR_ARGUMENT is reported
@@ -30,6 +34,11 @@ enum lg_status {
     LG_ERR_CAPACITY = -2,
     /* The stream has ended (lg_<kernel>_finish was called): only reset starts a new one. */
     LG_ERR_FINISHED = -3,
+    /* A checkpoint that is cut short or altered: its length or checksum does not hold. */
+    LG_ERR_CORRUPT = -4,
+    /* A sound checkpoint that does not fit this state: another kernel, another version of its
+     * checkpoint format, another platform, or other parameters. */
+    LG_ERR_MISMATCH = -5,
 };
 /* cffi:end */
 

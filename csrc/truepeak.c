@@ -264,3 +264,15 @@ long long lg_truepeak_nonfinite(const lg_truepeak *tp)
 {
     return tp ? tp->nonfinite : 0;
 }
+
+void lg_truepeak_transfer(lg_ck *ck, lg_truepeak *tp)
+{
+    lg_ck_config(ck, &tp->channels, sizeof tp->channels);
+    lg_ck_config(ck, tp->cs, sizeof tp->cs);
+    lg_ck_config(ck, tp->cd, sizeof tp->cd);
+    lg_ck_config(ck, tp->c2, sizeof tp->c2);
+    lg_ck_config(ck, &tp->gain, sizeof tp->gain);
+    lg_ck_state(ck, tp->hist, sizeof(float) * TP_HIST * (size_t)tp->channels);
+    lg_ck_state(ck, tp->peak, sizeof(double) * (size_t)tp->channels);
+    lg_ck_state(ck, &tp->nonfinite, sizeof tp->nonfinite);
+}

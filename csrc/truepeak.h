@@ -3,6 +3,7 @@
 #ifndef LEGATO_TRUEPEAK_H
 #define LEGATO_TRUEPEAK_H
 
+#include "checkpoint.h"
 #include "status.h"
 
 /* cffi:begin */
@@ -24,5 +25,8 @@ double lg_truepeak_channel_max(const lg_truepeak *tp, int channel);
 /* Non-finite input samples seen so far; each was measured as 0.0. */
 long long lg_truepeak_nonfinite(const lg_truepeak *tp);
 /* cffi:end */
+
+/* The state's part of a checkpoint (checkpoint.h), for the kernels that embed the meter. */
+void lg_truepeak_transfer(lg_ck *ck, lg_truepeak *tp);
 
 #endif

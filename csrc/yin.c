@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "fft.h"
 
 #define LG_YIN_MAX_WINDOW (1 << 20)
@@ -287,4 +288,40 @@ int lg_yin_frame_cmnd(lg_yin *y, const float *frame, double *diff, double *cmnd)
     memcpy(diff, y->diff, sizeof(double) * lags);
     memcpy(cmnd, y->cmnd, sizeof(double) * lags);
     return y->max_lag + 1;
+}
+
+#define YIN_CHECKPOINT 1
+
+static void transfer(lg_ck *ck, void *state)
+{
+    lg_yin *y = state;
+    lg_ck_config(ck, &y->sample_rate, sizeof y->sample_rate);
+    lg_ck_config(ck, &y->window, sizeof y->window);
+    lg_ck_config(ck, &y->hop, sizeof y->hop);
+    lg_ck_config(ck, &y->min_lag, sizeof y->min_lag);
+    lg_ck_config(ck, &y->max_lag, sizeof y->max_lag);
+    lg_ck_config(ck, &y->threshold, sizeof y->threshold);
+    lg_ck_config(ck, &y->silence_ms, sizeof y->silence_ms);
+    int fill = y->fill;
+    lg_ck_value(ck, &fill, sizeof fill);
+    if (fill < 0 || fill >= y->window)
+        lg_ck_refuse(ck);
+    lg_ck_state(ck, y->buf, sizeof(double) * (size_t)y->window);
+    lg_ck_state(ck, &y->nonfinite, sizeof y->nonfinite);
+    if (lg_ck_restoring(ck))
+        y->fill = fill;
+}
+
+long long lg_yin_save(const lg_yin *y, void *buf, long long cap)
+{
+    if (!y)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_save("yin", YIN_CHECKPOINT, transfer, y, buf, cap);
+}
+
+int lg_yin_load(lg_yin *y, const void *buf, long long n)
+{
+    if (!y)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_load("yin", YIN_CHECKPOINT, transfer, y, buf, n);
 }

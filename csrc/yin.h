@@ -60,6 +60,13 @@ int lg_yin_max_lag(const lg_yin *y);
 int lg_yin_fft_size(const lg_yin *y);
 /* Non-finite input samples seen (and replaced by 0.0) since creation or reset. */
 int64_t lg_yin_nonfinite(const lg_yin *y);
+
+/* A checkpoint of the stream (checkpoint.h) in buf (cap bytes): its size (buf NULL: only the
+ * size), or LG_ERR_CAPACITY. */
+long long lg_yin_save(const lg_yin *y, void *buf, long long cap);
+/* Restores a checkpoint into an estimator made with the same parameters: LG_OK, or
+ * LG_ERR_CORRUPT / LG_ERR_MISMATCH with the estimator unchanged. */
+int lg_yin_load(lg_yin *y, const void *buf, long long n);
 /* cffi:end */
 
 #endif

@@ -83,6 +83,27 @@ class Histogram:
         """The value at the centre of bin ``k``."""
         return self.low + (k + 0.5) * self.step
 
+    def state(self) -> dict[str, Any]:
+        """The counts as JSON-ready data (the bins holding any, as [bin, count] pairs), for a
+        stage's checkpoint."""
+        self._flush()
+        (used,) = np.nonzero(self._counts)
+        return {"bins": len(self._counts), "counts": [[int(k), int(self._counts[k])] for k in used]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """The counts ``state`` gives (as ``state`` returned them); ValueError if they cannot be
+        this histogram's, which is then unchanged."""
+        counts = np.zeros_like(self._counts)
+        if state.get("bins") != len(counts):
+            raise ValueError(f"a histogram of {state.get('bins')} bins, not {len(counts)}")
+        for k, count in state["counts"]:
+            if not (0 <= k < len(counts)) or count < 0:
+                raise ValueError(f"bin {k} with count {count} is out of range")
+            counts[k] = count
+        self._counts = counts
+        self._binned = int(counts.sum())
+        self._pending.clear()
+
     def _flush(self) -> None:
         if not self._pending:
             return

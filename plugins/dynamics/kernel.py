@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from legato.checkpoints import load_kernel, save_kernel
 from legato.kernels import check, ffi, lib, owned, view
 from legato.meters import check_loudness_format, defined
 
@@ -48,6 +49,12 @@ class DynamicsKernel:
         self._readings = np.zeros((4, capacity), dtype=np.float64)
         self._rows = [view(row, "double") for row in self._readings]
         self._capacity = capacity
+
+    def save(self) -> bytes:
+        return save_kernel(lib.lg_dynamics_save, self._state)
+
+    def load(self, data: bytes, what: str) -> None:
+        load_kernel(lib.lg_dynamics_load, self._state, data, what)
 
     def partial(self) -> tuple[int, float, float, float, float]:
         """The hop in progress (0 frames: none): frames, rms dBFS, peak dBFS, and the momentary

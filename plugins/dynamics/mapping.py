@@ -7,6 +7,7 @@ import bisect
 import itertools
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,12 @@ class LevelSpread:
     @property
     def count(self) -> int:
         return self._levels.count
+
+    def state(self) -> dict[str, Any]:
+        return self._levels.state()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._levels.restore(state)
 
     def percentile(self, fraction: float) -> float:
         """Nearest-rank percentile (rank round((n - 1) * fraction)), as EBU Tech 3342 takes its

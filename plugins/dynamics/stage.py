@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from legato.checkpoints import pack, reading, unpack
 from legato.kernels import frames_of
 from legato.stage import Event, StreamFormat
 
@@ -17,6 +18,8 @@ ARRAY_HOPS = 8
 """From this many hops in one block on, velocities are computed with numpy: below it numpy's
 fixed cost per call exceeds the Python cost per value (live blocks hold a hop or two)."""
 
+CHECKPOINT = ("dynamics", 1)
+"""The stage's checkpoint name and version (raised whenever what it holds changes)."""
 SPREAD_LOW = 0.10
 SPREAD_HIGH = 0.95
 """dynamic_range_db spans these percentiles of the per-hop RMS, as EBU Tech 3342 spans the
@@ -48,6 +51,20 @@ class Dynamics:
             events = self._events(length, [rms], [peak], [momentary], [short_term])
         events.append(self._summary())
         return events
+
+    def checkpoint(self) -> bytes:
+        fields = {"hops": self._hops, "spread": self._spread.state()}
+        return pack(*CHECKPOINT, fields, {"dynamics": self._kernel.save()})
+
+    def restore(self, data: bytes) -> None:
+        fields, blobs = unpack(data, *CHECKPOINT)
+        with reading(CHECKPOINT[0]):
+            hops = int(fields["hops"])
+            spread = LevelSpread()
+            spread.restore(fields["spread"])
+            kernel = blobs["dynamics"]
+        self._kernel.load(kernel, CHECKPOINT[0])
+        self._hops, self._spread = hops, spread
 
     def _events(
         self,

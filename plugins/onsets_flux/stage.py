@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from legato.checkpoints import load_kernel, pack, reading, save_kernel, unpack
 from legato.kernels import OutBuffers, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
@@ -17,6 +18,8 @@ BANDS_PER_OCTAVE = 24
 FMIN_HZ = 30.0
 FMAX_HZ = 17000.0
 """SuperFlux's band range: the fundamentals and the audible partials of pitched instruments."""
+CHECKPOINT = ("onsets_flux", 1)
+"""The stage's checkpoint name and version (raised whenever what it holds changes)."""
 LEVEL_RELEASE_DB_PER_S = 10.0
 """How fast the level the compression knee follows falls: it tracks the dynamics of a phrase,
 not the decay of single notes (plucked and struck notes fall 20-60 dB/s)."""
@@ -69,6 +72,18 @@ class _Moments:
     def std(self) -> float:
         return (self._m2 / self.n) ** 0.5 if self.n else 0.0
 
+    def state(self) -> list[float]:
+        return [self.n, self.mean, self._m2]
+
+    @classmethod
+    def restored(cls, state: list[float]) -> _Moments:
+        moments = cls()
+        n, moments.mean, moments._m2 = state
+        moments.n = int(n)
+        if moments.n < 0:
+            raise ValueError(f"a count of {moments.n}")
+        return moments
+
 
 class OnsetsFlux:
     """One stream's onset detector."""
@@ -102,6 +117,25 @@ class OnsetsFlux:
         events = self._events(count)
         events.append(self._summary())
         return events
+
+    def checkpoint(self) -> bytes:
+        fields = {
+            "samples": self._samples,
+            "count": self._count,
+            "last": self._last,
+            "ioi": self._ioi.state(),
+        }
+        return pack(*CHECKPOINT, fields, {"onsets": save_kernel(lib.lg_onsets_save, self._state)})
+
+    def restore(self, data: bytes) -> None:
+        fields, blobs = unpack(data, *CHECKPOINT)
+        with reading(CHECKPOINT[0]):
+            samples, count = int(fields["samples"]), int(fields["count"])
+            last = None if fields["last"] is None else int(fields["last"])
+            ioi = _Moments.restored(fields["ioi"])
+            kernel = blobs["onsets"]
+        load_kernel(lib.lg_onsets_load, self._state, kernel, CHECKPOINT[0])
+        self._samples, self._count, self._last, self._ioi = samples, count, last, ioi
 
     def _reserve(self, needed: int) -> int:
         """Room for at least ``needed`` onsets in both output buffers; returns the capacity."""

@@ -5,7 +5,9 @@ per voiced frame, about 5 MB an hour of playing."""
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +56,16 @@ class VoicedMedians:
         """``add`` for an f0 already in cents above MIDI note 0 (as ``cents`` gives it)."""
         self._cents.add(f0_cents)
         self._confidence.add(confidence)
+
+    def state(self) -> dict[str, Any]:
+        return {"cents": self._cents.state(), "confidence": self._confidence.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Both histograms from ``state``, or (ValueError) neither."""
+        cents, confidence = copy.deepcopy(self._cents), copy.deepcopy(self._confidence)
+        cents.restore(state["cents"])
+        confidence.restore(state["confidence"])
+        self._cents, self._confidence = cents, confidence
 
     def f0(self) -> float | None:
         cents = median(self._cents)

@@ -4,17 +4,22 @@ end-of-stream summary."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
 
+from legato.checkpoints import load_kernel, pack, reading, save_kernel, unpack
 from legato.kernels import OutBuffers, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .medians import VoicedMedians
 from .notes import note_at, semitones
 from .params import PitchYinParams
+
+CHECKPOINT = ("pitch_yin", 1)
+"""The stage's checkpoint name and version (raised whenever what it holds changes)."""
 
 
 def new_estimator(params: PitchYinParams, sample_rate: int) -> Any:
@@ -82,6 +87,21 @@ class PitchYin:
                 "nonfinite_samples": int(lib.lg_yin_nonfinite(self._state)),
             }
         ]
+
+    def checkpoint(self) -> bytes:
+        medians = self._medians.state()
+        fields = {"frames": self._frames, "samples": self._samples, "medians": medians}
+        return pack(*CHECKPOINT, fields, {"yin": save_kernel(lib.lg_yin_save, self._state)})
+
+    def restore(self, data: bytes) -> None:
+        fields, blobs = unpack(data, *CHECKPOINT)
+        with reading(CHECKPOINT[0]):
+            frames, samples = int(fields["frames"]), int(fields["samples"])
+            medians = copy.deepcopy(self._medians)
+            medians.restore(fields["medians"])
+            kernel = blobs["yin"]
+        load_kernel(lib.lg_yin_load, self._state, kernel, CHECKPOINT[0])
+        self._frames, self._samples, self._medians = frames, samples, medians
 
     def _events(self, f0: list[float], confidence: list[float], voiced: list[int]) -> list[Event]:
         """Pitch events for a run of frames; the note fields are None when unvoiced."""
