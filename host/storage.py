@@ -3,7 +3,8 @@
 A storage *type* (registered through the ``register_storage`` hook) claims URL schemes and
 opens a ``Storage``; the host writes ``Batch``es of records through it and reads analytics
 back. Storage knows records, not audio. Every write is idempotent: sessions are upserted by
-id, events are keyed by (session id, seq), results by session id, so a retried batch never
+id, events are keyed by (session id, seq), results by session id, checkpoints by session id
+(the latest replaces the one before, and a session's end deletes it), so a retried batch never
 duplicates anything.
 """
 
@@ -98,15 +99,30 @@ class ResultRecord:
 
 
 @attrs.frozen
+class CheckpointRecord:
+    """The latest checkpoint of a live session: what another process needs to continue it
+    after event ``seq``, from audio sample ``samples`` on (``data``: the session's checkpoint,
+    opaque to storage)."""
+
+    session_id: str
+    seq: int
+    samples: int
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    created_at: dt.datetime
+
+
+@attrs.frozen
 class Batch:
-    """What one write carries; applied in one transaction, in this order."""
+    """What one write carries; applied in one transaction, in this order. Checkpoints are
+    written after the events they follow, and dropped for the sessions the batch ends."""
 
     sessions: tuple[SessionRecord, ...] = ()
     events: tuple[EventRecord, ...] = ()
     results: tuple[ResultRecord, ...] = ()
+    checkpoints: tuple[CheckpointRecord, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.sessions) + len(self.events) + len(self.results)
+        return len(self.sessions) + len(self.events) + len(self.results) + len(self.checkpoints)
 
 
 FINGERPRINT_VALUES = 25
@@ -191,6 +207,9 @@ class Storage(Protocol):
         """The session's stored event with the highest seq (``seq`` first, as in
         ``get_session``), or None when none is stored: where a session whose process died
         stopped."""
+
+    async def get_checkpoint(self, session_id: str) -> CheckpointRecord | None:
+        """The session's latest checkpoint, or None (none written, or the session ended)."""
 
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int

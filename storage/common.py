@@ -73,6 +73,11 @@ def period_start(day: dt.date, period: str) -> dt.date:
     return day.replace(day=1)
 
 
+def ended_sessions(batch: Batch) -> set[str]:
+    """The sessions the batch ends: their checkpoints are of no more use."""
+    return {s.id for s in batch.sessions if s.status != "active"}
+
+
 def finished_sessions(batch: Batch) -> set[str]:
     """The sessions whose progress rows the batch may change: those it ends or gives a result."""
     return {s.id for s in batch.sessions if s.status != "active"} | {
@@ -80,10 +85,15 @@ def finished_sessions(batch: Batch) -> set[str]:
     }
 
 
-# A replayed start record ("active") must not reopen a session that already finished: the
-# terminal status and its end figures stay. Otherwise the later record wins, and optional
-# descriptions are filled in when the later record has them.
-_REOPENS = "(excluded.status = 'active' AND sessions.status <> 'active')"
+# A replayed start record ("active") must not reopen a session that already finished, and an
+# `abandoned` record (written for a process that died) must not undo the end another process
+# recorded for a session it took over: the stored terminal status and its end figures stay.
+# Otherwise the later record wins, and optional descriptions are filled in when the later
+# record has them.
+_REOPENS = (
+    "((excluded.status = 'active' AND sessions.status <> 'active') OR"
+    " (excluded.status = 'abandoned' AND sessions.status IN ('completed', 'failed')))"
+)
 
 
 def upsert_session_sql(marks: Iterable[str]) -> str:

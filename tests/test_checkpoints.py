@@ -131,7 +131,7 @@ def test_a_kernel_checkpoint_of_another_kernel_is_refused() -> None:
     """The kernels check their own header: a sound checkpoint of one kernel handed to another."""
     _, pitch = fresh("pitch_yin", 1)
     _, onsets = fresh("onsets_flux", 1)
-    fields, blobs = unpack(onsets.checkpoint(), "onsets_flux", 1)
+    _, blobs = unpack(onsets.checkpoint(), "onsets_flux", 1)
     pitch_fields, _ = unpack(pitch.checkpoint(), "pitch_yin", 1)
     with pytest.raises(CheckpointError, match="does not fit"):
         pitch.restore(pack("pitch_yin", 1, pitch_fields, {"yin": blobs["onsets"]}))

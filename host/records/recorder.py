@@ -35,6 +35,7 @@ from ..config.settings import ServerSettings
 from ..protocol.messages import ErrorCode
 from ..storage import (
     Batch,
+    CheckpointRecord,
     EventRecord,
     ResultRecord,
     SessionRecord,
@@ -125,6 +126,7 @@ class Recorder:
         self._sessions: list[SessionRecord] = []
         self._events: list[EventRecord] = []
         self._results: list[ResultRecord] = []
+        self._checkpoints: dict[str, CheckpointRecord] = {}  # the latest per session
         self._oldest: float | None = None
         self._tallies: dict[str, Tally] = {}
         self._notify: dict[str, Notify] = {}
@@ -169,9 +171,19 @@ class Recorder:
         if len(self._events) >= self.settings.max_pending_events:
             self._overflow.set()
 
+    def checkpoint(self, record: CheckpointRecord) -> None:
+        """A live session's latest checkpoint, written after the events handed over before it
+        (one waiting per session: a newer one replaces it). Checkpoints are not spooled: they
+        matter only while the database answers."""
+        if self._sealed:
+            return
+        self._checkpoints[record.session_id] = record
+        self._arm()
+
     def session_ended(self, record: SessionRecord, result: ResultRecord | None) -> None:
         if self._late(1):
             return
+        self._checkpoints.pop(record.id, None)
         self._sessions.append(record)
         if result is not None:
             self._results.append(result)
@@ -205,8 +217,12 @@ class Recorder:
     def _take(self) -> Batch:
         sessions = {s.id: s for s in self._sessions}  # a session's latest row supersedes
         results = {r.session_id: r for r in self._results}
-        batch = Batch(tuple(sessions.values()), tuple(self._events), tuple(results.values()))
+        checkpoints = tuple(self._checkpoints.values())
+        batch = Batch(
+            tuple(sessions.values()), tuple(self._events), tuple(results.values()), checkpoints
+        )
         self._sessions, self._events, self._results = [], [], []
+        self._checkpoints = {}
         self._oldest = None
         self._taken.set()
         self._taken = trio.Event()

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 import asyncpg
 import trio
 
-from legato.storage import Batch, FingerprintRecord, Period, StorageError, redact
+from legato.storage import (
+    Batch,
+    CheckpointRecord,
+    FingerprintRecord,
+    Period,
+    StorageError,
+    redact,
+)
 
 from . import fingerprints, migrations, queries
 from .bridge import AsyncioBridge, BridgeClosed
@@ -123,6 +130,9 @@ class PostgresStorage:
 
     async def last_event(self, session_id: str) -> dict[str, Any] | None:
         return await self._with_conn(queries.last_event, session_id)
+
+    async def get_checkpoint(self, session_id: str) -> CheckpointRecord | None:
+        return await self._with_conn(queries.get_checkpoint, session_id)
 
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int

@@ -13,7 +13,7 @@ import attrs
 
 from legato.storage import StorageError
 
-from .schema import V1
+from .schema import V1, V2
 
 LOCK_KEY = 0x6C6567_61746F  # "legato": the advisory lock id every legato process agrees on
 
@@ -25,7 +25,10 @@ class Migration:
     sql: str
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", V1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", V1),
+    Migration(2, "checkpoints of live sessions", V2),
+)
 LATEST = MIGRATIONS[-1].version
 
 _CREATE_LEDGER = """

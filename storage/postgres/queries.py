@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from legato.storage import Batch, SessionRecord, StorageError
+from legato.storage import Batch, CheckpointRecord, SessionRecord, StorageError
 
 from ..common import (
     RESULT_COLUMNS,
@@ -27,6 +27,7 @@ from ..common import (
     check_page,
     check_period,
     decode_result,
+    ended_sessions,
     event_page,
     finished_sessions,
     period_start,
@@ -178,6 +179,17 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch, *, direct: bool = 
         await conn.executemany(
             _UPSERT_RESULT, [result_values(r, require_utc) for r in batch.results]
         )
+    if batch.checkpoints:
+        await conn.executemany(
+            _UPSERT_CHECKPOINT,
+            [
+                (c.session_id, c.seq, c.samples, c.data, require_utc(c.created_at))
+                for c in batch.checkpoints
+            ],
+        )
+    ended = sorted(ended_sessions(batch))
+    if ended:
+        await conn.execute("DELETE FROM checkpoints WHERE session_id = ANY($1::text[])", ended)
     finished = sorted(finished_sessions(batch))
     if finished:
         for row in await conn.fetch(_FINISHED_USERS, finished):
@@ -318,6 +330,27 @@ async def get_session(
     event_page(session, [(r["seq"], r["data"]) for r in stored], limit)
     session["analysis_result"] = decode_result(_plain(result)) if result is not None else None
     return session
+
+
+_UPSERT_CHECKPOINT = """
+INSERT INTO checkpoints (session_id, seq, samples, data, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (session_id) DO UPDATE SET
+    seq = excluded.seq, samples = excluded.samples, data = excluded.data,
+    created_at = excluded.created_at
+WHERE excluded.seq >= checkpoints.seq
+"""
+
+
+async def get_checkpoint(conn: asyncpg.Connection, session_id: str) -> CheckpointRecord | None:
+    row = await conn.fetchrow(
+        "SELECT seq, samples, data, created_at FROM checkpoints WHERE session_id = $1",
+        session_id,
+    )
+    if row is None:
+        return None
+    return CheckpointRecord(
+        session_id, row["seq"], row["samples"], bytes(row["data"]), row["created_at"]
+    )
 
 
 async def last_event(conn: asyncpg.Connection, session_id: str) -> dict[str, Any] | None:

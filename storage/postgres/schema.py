@@ -127,3 +127,13 @@ CREATE TABLE fingerprints (
     PRIMARY KEY (track_id, algorithm_version)
 );
 """
+
+V2 = """
+CREATE TABLE checkpoints (
+    session_id text COLLATE "C" PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
+    seq bigint NOT NULL CHECK (seq >= 0),
+    samples bigint NOT NULL CHECK (samples >= 0),
+    data bytea NOT NULL,
+    created_at timestamptz NOT NULL
+);
+"""

@@ -14,6 +14,7 @@ import trio
 
 from legato.storage import (
     Batch,
+    CheckpointRecord,
     FingerprintRecord,
     Period,
     StorageError,
@@ -204,6 +205,11 @@ class SQLiteStorage:
     async def last_event(self, session_id: str) -> dict[str, Any] | None:
         return await self._read(
             lambda conn: queries.last_event(conn, session_id), "reading a session's last event"
+        )
+
+    async def get_checkpoint(self, session_id: str) -> CheckpointRecord | None:
+        return await self._read(
+            lambda conn: queries.get_checkpoint(conn, session_id), "reading a checkpoint"
         )
 
     async def get_fingerprint(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from legato.storage import StorageError
+from legato.storage import CheckpointRecord, StorageError
 
 from ..common import (
     RESULT_COLUMNS,
@@ -116,6 +116,19 @@ def get_session(
     session["analysis_result"] = decode_result(result) if result is not None else None
     conn.raw.execute("COMMIT")
     return session
+
+
+def get_checkpoint(conn: Connection, session_id: str) -> CheckpointRecord | None:
+    row = conn.raw.execute(
+        "SELECT seq, samples, data, created_at FROM checkpoints WHERE session_id = ?",
+        (session_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    seq, samples, data, created_at = row
+    return CheckpointRecord(
+        session_id, seq, samples, bytes(data), dt.datetime.fromisoformat(created_at)
+    )
 
 
 def last_event(conn: Connection, session_id: str) -> dict[str, Any] | None:

@@ -138,6 +138,19 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    (
+        2,
+        "checkpoints of live sessions",
+        (
+            """CREATE TABLE checkpoints (
+                session_id TEXT PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL CHECK (seq >= 0),
+                samples INTEGER NOT NULL CHECK (samples >= 0),
+                data BLOB NOT NULL,
+                created_at TEXT NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

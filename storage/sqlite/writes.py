@@ -12,6 +12,7 @@ from legato.storage import Batch, SessionRecord, StorageError
 from ..common import (
     PERIODS,
     RESULT_COLUMNS,
+    ended_sessions,
     finished_sessions,
     period_start,
     result_values,
@@ -34,6 +35,14 @@ INSERT INTO events (session_id, seq, stage, kind, sample, t, data) VALUES (?, ?,
 ON CONFLICT DO NOTHING
 """
 _event_row = attrgetter("session_id", "seq", "stage", "kind", "sample", "t", "data")
+
+_UPSERT_CHECKPOINT = """
+INSERT INTO checkpoints (session_id, seq, samples, data, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (session_id) DO UPDATE SET
+    seq = excluded.seq, samples = excluded.samples, data = excluded.data,
+    created_at = excluded.created_at
+WHERE excluded.seq >= checkpoints.seq
+"""
 
 _UPSERT_RESULT = f"""
 INSERT INTO analysis_results (performance_id, session_id, {", ".join(RESULT_COLUMNS)},
@@ -78,6 +87,17 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
             conn.executemany(_INSERT_EVENT, map(_event_row, batch.events))
         if batch.results:
             conn.executemany(_UPSERT_RESULT, [result_values(r, iso) for r in batch.results])
+        if batch.checkpoints:
+            conn.executemany(
+                _UPSERT_CHECKPOINT,
+                [
+                    (c.session_id, c.seq, c.samples, c.data, iso(c.created_at))
+                    for c in batch.checkpoints
+                ],
+            )
+        ended = sorted(ended_sessions(batch))
+        if ended:
+            conn.executemany("DELETE FROM checkpoints WHERE session_id = ?", [(i,) for i in ended])
         _recompute_progress(conn, batch, now)
         conn.execute("COMMIT")
     except sqlite3.IntegrityError as exc:
