@@ -15,6 +15,7 @@ import trio
 
 from legato.storage import (
     Batch,
+    CheckpointRecord,
     EventRecord,
     ResultRecord,
     SessionRecord,
@@ -274,6 +275,37 @@ async def test_session_upsert_from_start_to_end(storage: Storage, uid: str) -> N
     got = await storage.get_session(sid)
     assert (got["status"], got["user"], got["piece"]) == ("failed", uid, "Etude")
     assert got["ended_at"] == iso(end_of(start, 12.0)) and got["duration_s"] == 12.0
+
+
+async def test_an_abandoned_record_does_not_undo_another_end(storage: Storage, uid: str) -> None:
+    """A process recovering a dead one's journal writes `abandoned` for a session that another
+    process took over and completed meanwhile: the completion stays."""
+    sid = f"{uid}-moved"
+    start = session(sid)
+    await storage.write(Batch(sessions=(start,)))
+    await storage.write(Batch(sessions=(ended(start, 30.0),)))
+    await storage.write(Batch(sessions=(ended(start, 4.0, status="abandoned"),)))
+    got = await storage.get_session(sid)
+    assert (got["status"], got["duration_s"]) == ("completed", 30.0)
+
+
+def checkpoint(sid: str, seq: int, data: bytes = b"state") -> CheckpointRecord:
+    return CheckpointRecord(sid, seq, seq * 512, data + bytes(range(256)), T0)
+
+
+async def test_checkpoints_latest_kept_and_dropped_at_the_end(storage: Storage, uid: str) -> None:
+    sid = f"{uid}-ck"
+    start = session(sid)
+    assert await storage.get_checkpoint(sid) is None
+    await storage.write(
+        Batch(sessions=(start,), events=events(sid, 1, 5), checkpoints=(checkpoint(sid, 5),))
+    )
+    assert await storage.get_checkpoint(sid) == checkpoint(sid, 5)
+    await storage.write(Batch(checkpoints=(checkpoint(sid, 9, b"newer"),)))
+    await storage.write(Batch(checkpoints=(checkpoint(sid, 7, b"late retry"),)))
+    assert await storage.get_checkpoint(sid) == checkpoint(sid, 9, b"newer")
+    await storage.write(Batch(sessions=(ended(start, 2.0),)))
+    assert await storage.get_checkpoint(sid) is None
 
 
 async def test_events_of_an_unknown_session_reject_the_whole_batch(
