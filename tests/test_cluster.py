@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from trio_websocket import open_websocket_url
 
 from legato.client.session import ClientError, connect
 from legato.registry import load_registry
-from legato.storage import StorageError, open_storage
+from legato.storage import CheckpointRecord, StorageError, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TRY_CLUSTER = ROOT / "deploy" / "try-cluster"
@@ -99,11 +100,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, database: str) -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(tmp_path: Path, database: str, **server: float) -> Iterator[Cluster]:
+    """`deploy/try-cluster` with the built-in pipelines and these ``[server]`` settings."""
+    settings = {"resume_grace_s": 3.0, "shutdown_timeout_s": 5.0, **server}
     config = tmp_path / "cluster.toml"
     default = resources.files("legato.config").joinpath("default.toml").read_text()
-    config.write_text(default + "\n[server]\nresume_grace_s = 3.0\nshutdown_timeout_s = 5.0\n")
+    lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
+    config.write_text(f"{default}\n[server]\n{lines}")
     command = [
         sys.executable, str(TRY_CLUSTER), "--port", str(free_port()), "--hosts", str(HOSTS),
         "--db", database, "--config", str(config),
@@ -124,6 +128,12 @@ def cluster(tmp_path: Path, database: str) -> Iterator[Cluster]:
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         log.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, database: str) -> Iterator[Cluster]:
+    with running_cluster(tmp_path, database) as running:
+        yield running
 
 
 async def stored(url: str, session_id: str) -> tuple[str | None, list[int]]:
@@ -242,12 +252,18 @@ async def test_resumes_through_the_load_balancer_reach_the_host_holding_the_sess
         assert seqs == list(range(1, len(seen) + 1))
 
 
-async def test_a_killed_hosts_sessions_are_abandoned_by_a_survivor(
-    cluster: Cluster, take: Path, database: str
+async def test_a_killed_hosts_session_without_checkpoint_is_abandoned_by_a_survivor(
+    tmp_path: Path, take: Path, database: str
 ) -> None:
-    """SIGKILL the host of a streaming session: its client's resume fails (the session lived
-    in that process), a surviving host records the session `abandoned` once the resume grace
-    period is over, and new sessions keep working through the load balancer."""
+    """Checkpoints off: SIGKILL the host of a streaming session: its client's resume fails
+    (the session lived in that process), a surviving host records the session `abandoned`
+    once the resume grace period is over, and new sessions keep working through the load
+    balancer."""
+    with running_cluster(tmp_path, database, checkpoint_interval_s=0) as cluster:
+        await killed_without_checkpoint(cluster, take, database)
+
+
+async def killed_without_checkpoint(cluster: Cluster, take: Path, database: str) -> None:
     audio, _ = sf.read(take, dtype="float32")
     with pytest.raises(ClientError) as failed:
         async with connect(cluster.url, sample_rate=RATE, max_backoff_s=0.2) as session:
@@ -275,3 +291,58 @@ async def test_a_killed_hosts_sessions_are_abandoned_by_a_survivor(
         await again.send(audio)
         summary = await again.end()
     assert summary["status"] == "completed"
+
+
+async def test_a_killed_hosts_session_continues_on_another_host(
+    tmp_path: Path, take: Path, database: str
+) -> None:
+    """Checkpoints every 0.3 s: SIGKILL the host of a streaming session after a checkpoint is
+    stored; the client resumes through the load balancer on another host, which continues the
+    session from the checkpoint. The events, their seq numbers and the summary are those of an
+    uninterrupted session; each event is stored once and the session ends `completed`."""
+    audio, _ = sf.read(take, dtype="float32")
+    blocks = [audio[i : i + BLOCK] for i in range(0, len(audio), BLOCK)]
+    with running_cluster(tmp_path, database, checkpoint_interval_s=0.3) as cluster:
+        async with connect(cluster.url, sample_rate=RATE) as quiet:
+            for block in blocks:
+                await quiet.send(block)
+            reference = await quiet.end()
+            expected = [e async for e in quiet.events()]
+        seen: list[dict[str, Any]] = []
+        async with connect(cluster.url, sample_rate=RATE) as session:
+            assert session.started["migratable"] is True
+            holder = next(i for i in range(HOSTS) if cluster.health(i)["sessions"] == 1)
+            for block in blocks[: len(blocks) // 2]:
+                await session.send(block)
+                await trio.sleep(0.004)
+            with trio.fail_after(20):
+                while (stored_ck := await checkpoint_of(database, session.session_id)) is None:
+                    await trio.sleep(0.05)
+            assert stored_ck.samples > 0
+            os.kill(cluster.hosts[holder]["pid"], signal.SIGKILL)
+            for block in blocks[len(blocks) // 2 :]:
+                await session.send(block)
+            summary = await session.end()
+            seen = [e async for e in session.events()]
+            assert len(session.resumes) >= 1
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert without_seq(seen) == without_seq(expected) == offline(take, BLOCK)
+    assert summary["status"] == "completed"
+    assert (summary["practice"], summary["stages"]) == (reference["practice"], reference["stages"])
+    with trio.fail_after(20):
+        while True:
+            status, seqs = await stored(database, session.session_id)
+            if status == "completed" and len(seqs) >= len(seen):
+                break
+            await trio.sleep(0.2)
+    assert seqs == list(range(1, len(seen) + 1))
+    assert await checkpoint_of(database, session.session_id) is None
+
+
+async def checkpoint_of(url: str, session_id: str) -> CheckpointRecord | None:
+    storage = open_storage(url, load_registry())
+    await storage.connect()
+    try:
+        return await storage.get_checkpoint(session_id)
+    finally:
+        await storage.close()

@@ -6,9 +6,12 @@ is what `legato stream` runs.
 
 Resume: audio is kept after it is sent until the server reports it analysed (``through`` in
 ``analysis``) or received (``samples_received`` in ``resumed``), so after a reconnect the client
-re-sends exactly what the server lacks. At most ``resend_buffer_s`` (default 30 s) of audio is
-kept: beyond that the oldest written audio is forgotten while connected (a later resume that
-needs it fails with ``resume_failed``), and ``send`` waits for the reconnect while disconnected.
+re-sends exactly what the server lacks. A migratable session (``started.migratable``) keeps
+audio until a ``checkpoint`` covers it instead, so that if its host dies, the host that
+continues it from that checkpoint gets the audio after it. At most ``resend_buffer_s``
+(default 30 s) of audio is kept: beyond that the oldest written audio is forgotten while
+connected (a later resume that needs it fails with ``resume_failed``), and ``send`` waits for
+the reconnect while disconnected.
 Events are de-duplicated by ``seq``, so the caller sees each exactly once.
 """
 
@@ -410,7 +413,8 @@ class Session:
                 f"{self._floor()} on is still held (resend buffer {self._resend_limit} samples)",
             )
         async with self._write_lock:  # a write still running on the dropped connection ends first
-            self._acknowledge(received)
+            if not self._migratable:
+                self._acknowledge(received)
             self._wire = min(received, self._total)
 
     async def _hello(self, ws: WebSocketConnection, first: bool) -> Message:
@@ -493,11 +497,19 @@ class Session:
                 if self._stats_pending:
                     self._stats_reply = message
                     self._notify()
+            elif kind == "checkpoint":
+                if self._migratable:
+                    self._acknowledge(int(message["samples"]))
             elif kind == "server_shutdown":
                 log.warning("server is shutting down; the session ends with what it has")
 
+    @property
+    def _migratable(self) -> bool:
+        return bool(self.started.get("migratable"))
+
     def _take_analysis(self, message: Message) -> None:
-        self._acknowledge(int(message["through"]))
+        if not self._migratable:
+            self._acknowledge(int(message["through"]))
         for event in message["events"]:
             seq = event["seq"]
             if seq <= self._last_seq:

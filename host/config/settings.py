@@ -116,6 +116,14 @@ class ServerSettings:
     shutdown_timeout_s: float = param(
         10.0, doc="on SIGINT/SIGTERM, time allowed to drain sessions", unit="s", min=0.0
     )
+    checkpoint_interval_s: float = param(
+        5.0,
+        doc="how often a live session stores a checkpoint, from which another host continues it"
+        " if this one dies (0: never; needs storage and a pipeline whose stages all checkpoint)",
+        unit="s",
+        min=0.0,
+        max=3600.0,
+    )
     event_buffer: int = param(
         4096,
         doc="unsent events kept per session for slow clients (about 23 s of the analyze"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checkpoints import CheckpointError, Checkpointing
 from ..config.pipelines import SOURCE, Pipeline, StageConfig
 from ..errors import LegatoError
 from ..kernels import check, lib, view
@@ -54,6 +55,29 @@ class Graph:
         """``finish``, also returning the rest of the ``output`` stage's audio."""
         outputs, events = self._run(None, finishing=True)
         return self._output(outputs), events
+
+    def unmigratable(self) -> list[str]:
+        """The ids of the stages that cannot be checkpointed (``legato.checkpoints``): while
+        there is one, the stream cannot continue elsewhere."""
+        return [n.id for n in self._nodes if not isinstance(n.stage, Checkpointing)]
+
+    def checkpoint(self) -> dict[str, bytes]:
+        """Every stage's checkpoint, by stage id (all must be ``Checkpointing``)."""
+        return {n.id: n.stage.checkpoint() for n in self._nodes}  # type: ignore[attr-defined]
+
+    def restore(self, states: dict[str, bytes]) -> None:
+        """Every stage from ``checkpoint``'s states; ``CheckpointError`` when one cannot be,
+        after which the graph must not be used."""
+        missing = [n.id for n in self._nodes if n.id not in states]
+        if missing or len(states) != len(self._nodes):
+            raise CheckpointError(
+                f"pipeline {self.pipeline.name!r}: the checkpoint holds stages "
+                f"{sorted(states)}, the pipeline {[n.id for n in self._nodes]}"
+            )
+        for node in self._nodes:
+            if not isinstance(node.stage, Checkpointing):
+                raise CheckpointError(f"stage {node.id!r} cannot be restored from a checkpoint")
+            node.stage.restore(states[node.id])
 
     def _checked(self, block: np.ndarray) -> np.ndarray:
         block = np.ascontiguousarray(block, dtype=np.float32)

@@ -332,6 +332,18 @@ class Started:
     format: str
     channels: int
     stages: list[dict[str, Any]]
+    migratable: bool = False
+    """The session is checkpointed (``checkpoint`` messages follow): if its host dies, another
+    continues it from the last checkpoint, replaying the audio after it."""
+
+
+@attrs.frozen
+class Checkpoint:
+    """The session's state up to audio sample ``samples`` (after event ``seq``) is stored: a
+    resume on another host replays from there, so earlier audio need not be kept."""
+
+    samples: int
+    seq: int
 
 
 @attrs.frozen
@@ -441,6 +453,7 @@ SERVER_MESSAGES: dict[type, str] = {
     Hello: "hello",
     Started: "started",
     Resumed: "resumed",
+    Checkpoint: "checkpoint",
     Pong: "pong",
     Error: "error",
     ServerShutdown: "server_shutdown",

@@ -48,6 +48,38 @@ class PracticeSummary:
                 k: v for k, v in event.items() if k not in ("stage", "kind")
             }
 
+    def state(self) -> dict[str, Any]:
+        """What ``add`` accumulated before the stages' summaries, as JSON-ready data (for a
+        session's checkpoint)."""
+        return {
+            "counts": self.counts,
+            "voiced": self.voiced,
+            "in_tune": self.in_tune,
+            "abs_cents": self.abs_cents,
+            "last_onset": self.last_onset,
+            "ioi_n": self.ioi_n,
+            "ioi_mean": self.ioi_mean,
+            "ioi_m2": self.ioi_m2,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``; KeyError/TypeError/ValueError (and nothing changed) when it
+        is not one."""
+        counts = {str(k): int(v) for k, v in state["counts"].items()}
+        last = state["last_onset"]
+        values = {
+            "counts": counts,
+            "voiced": int(state["voiced"]),
+            "in_tune": int(state["in_tune"]),
+            "abs_cents": float(state["abs_cents"]),
+            "last_onset": None if last is None else int(last),
+            "ioi_n": int(state["ioi_n"]),
+            "ioi_mean": float(state["ioi_mean"]),
+            "ioi_m2": float(state["ioi_m2"]),
+        }
+        for name, value in values.items():
+            setattr(self, name, value)
+
     def _onset(self, event: Event) -> None:
         if self.last_onset is not None:
             ioi = (event["sample"] - self.last_onset) / self.sample_rate

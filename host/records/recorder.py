@@ -127,6 +127,7 @@ class Recorder:
         self._events: list[EventRecord] = []
         self._results: list[ResultRecord] = []
         self._checkpoints: dict[str, CheckpointRecord] = {}  # the latest per session
+        self._on_checkpoint: dict[str, Callable[[CheckpointRecord], None]] = {}
         self._oldest: float | None = None
         self._tallies: dict[str, Tally] = {}
         self._notify: dict[str, Notify] = {}
@@ -171,19 +172,25 @@ class Recorder:
         if len(self._events) >= self.settings.max_pending_events:
             self._overflow.set()
 
-    def checkpoint(self, record: CheckpointRecord) -> None:
+    def checkpoint(
+        self, record: CheckpointRecord, stored: Callable[[CheckpointRecord], None] | None = None
+    ) -> None:
         """A live session's latest checkpoint, written after the events handed over before it
-        (one waiting per session: a newer one replaces it). Checkpoints are not spooled: they
-        matter only while the database answers."""
+        (one waiting per session: a newer one replaces it); ``stored(record)`` is called once
+        it is in the database. Checkpoints are not spooled: they matter only while the
+        database answers."""
         if self._sealed:
             return
         self._checkpoints[record.session_id] = record
+        if stored is not None:
+            self._on_checkpoint[record.session_id] = stored
         self._arm()
 
     def session_ended(self, record: SessionRecord, result: ResultRecord | None) -> None:
         if self._late(1):
             return
         self._checkpoints.pop(record.id, None)
+        self._on_checkpoint.pop(record.id, None)
         self._sessions.append(record)
         if result is not None:
             self._results.append(result)
@@ -538,6 +545,10 @@ class Recorder:
         self.totals.stored += len(batch.events)
         if spooled:
             self.totals.spooled -= len(batch.events)
+        for checkpoint in batch.checkpoints:
+            stored = self._on_checkpoint.get(checkpoint.session_id)
+            if stored is not None:
+                stored(checkpoint)
         self._forget_ended(batch)
 
     def _count_spooled(self, batch: Batch) -> None:

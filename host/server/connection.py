@@ -90,6 +90,8 @@ class Host(Protocol):
 
     def relay_target(self, session_id: str) -> tuple[int, str] | None: ...
 
+    async def take_over(self, resume: Resume, identity: Identity) -> Session | None: ...
+
     def add(self, session: Session) -> None: ...
 
     def forget(self, session: Session) -> None: ...
@@ -295,6 +297,7 @@ class Connection:
             format=start.format,
             channels=start.channels,
             stages=[{"id": s.id, "type": s.type.name} for s in pipeline.stages],
+            migratable=session.migratable,
         )
         try:
             await self.ws.send_message(encode(started))
@@ -325,6 +328,8 @@ class Connection:
                 return None
             except (OSError, HandshakeError):
                 self._relaying = False  # the owner is gone (it died): the session with it
+        if session is None:
+            session = await self.server.take_over(resume, identity)
         if (
             session is None
             or not hmac.compare_digest(session.token.encode(), resume.token.encode())

@@ -48,6 +48,13 @@ class EventLog:
         self._texts_first = 1
         self._held = 0
 
+    def continue_after(self, seq: int) -> None:
+        """An empty log whose next event is ``seq + 1`` (a session restored from a checkpoint
+        taken after event ``seq``)."""
+        assert self._held == 0, "only an empty log continues a restored session"
+        self.last_seq = seq
+        self._texts_first = seq + 1
+
     def append(self, event: Event, sent_seq: int) -> tuple[int, str, int]:
         """Add one event; returns its seq, its encoding and how many unsent events had to be
         dropped to make room."""

@@ -14,15 +14,17 @@ import contextlib
 import functools
 import hmac
 import json
+import re
 import socket
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 from ..config.settings import ServerSettings
-from ..protocol.messages import SESSION_HEADER
+from ..protocol.messages import SESSION_HEADER, SESSION_QUERY
 from .origins import refusal
 from .websocket import WebSocket, close_socket, handshake_reply, recv_some, send_all
 
@@ -78,6 +80,15 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
     return parts[0], parts[1], headers
 
 
+SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def resumed_session(target: str) -> str | None:
+    """The session id a reconnecting client names in its URL (``?session=``), if it is one."""
+    values = parse_qs(urlsplit(target).query).get(SESSION_QUERY, [])
+    return values[0] if len(values) == 1 and SESSION_ID.fullmatch(values[0]) else None
+
+
 def answer(method: str, target: str, health: Health | None = None) -> bytes:
     """The HTTP response to a plain (not upgrade) request."""
     if method not in ("GET", "HEAD"):
@@ -111,7 +122,9 @@ async def open_connection(
     ``health`` at ``/healthz``, 400, 403, 404, 405, 426 or 431) and the connection is closed
     (None). Upgrades must pass the origin and host checks (origins.py), or with ``relay_key``
     (a worker's private port) carry that key instead. The accepted upgrade's response names
-    ``session_id`` (``SESSION_HEADER``), the id its ``hello`` will announce."""
+    the session the connection is for (``SESSION_HEADER``): the one a reconnecting client
+    resumes (``SESSION_QUERY``), so a load balancer learns that this host now holds it, else
+    ``session_id``, the id its ``hello`` will announce."""
     head, rest = await _read_head(sock)
     if head is None:
         if len(rest) > HEAD_LIMIT:
@@ -135,7 +148,8 @@ async def open_connection(
     if why is not None:
         await _reply(sock, response("403 Forbidden", why.encode() + b"\n"))
         return None
-    extra = {} if session_id is None else {SESSION_HEADER: session_id}
+    announced = resumed_session(target) or session_id
+    extra = {} if announced is None else {SESSION_HEADER: announced}
     reply, accepted = handshake_reply(method, headers, extra)
     if not accepted:
         await _reply(sock, reply)

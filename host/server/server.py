@@ -29,6 +29,7 @@ from ..protocol.messages import (
     PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
+    Resume,
     ServerShutdown,
     encode,
 )
@@ -37,12 +38,13 @@ from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
 from . import handoff, tls
 from .addresses import AddressCounts
-from .auth import Authenticator
+from .auth import Authenticator, Identity
 from .connection import Connection
 from .handoff import WorkerLink
 from .history import HistoryQueries
 from .page import HEAD_TIMEOUT_S, open_connection
 from .session import Session, error_message
+from .takeover import restore_session
 from .websocket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("legato.server")
@@ -86,6 +88,7 @@ class Server:
         """This server's link to its supervisor when it is one of `--workers N`."""
         self.journal = journal
         self.connections = 0
+        self._taking_over: set[str] = set()
         self.tls = (
             tls.server_context(self.settings.tls_cert, self.settings.tls_key)
             if self.settings.tls_cert
@@ -299,6 +302,26 @@ class Server:
         if self.worker is None or (port := self.worker.owner_port(session_id)) is None:
             return None
         return port, self.worker.relay_key
+
+    async def take_over(self, resume: Resume, identity: Identity) -> Session | None:
+        """The session of a resume that nothing here holds, continued from its last stored
+        checkpoint (its host died; ``takeover``) and kept like a new one; None when it cannot
+        be. One takeover of a session at a time."""
+        if resume.session_id in self._taking_over:
+            return None
+        self._taking_over.add(resume.session_id)
+        try:
+            session = await restore_session(
+                resume, identity, self.config, self.settings, self.recorder
+            )
+        finally:
+            self._taking_over.discard(resume.session_id)
+        if session is None or self.shutting_down:
+            return None
+        if (held := self.sessions.get(session.id)) is not None:
+            return held  # resumed here meanwhile
+        self.add(session)
+        return session
 
     def full(self) -> bool:
         return len(self.sessions) >= self.settings.max_sessions

@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 import trio
 
+from ..checkpoints import reading
 from ..config.pipelines import Pipeline
 from ..config.settings import ServerSettings
 from ..engine import pcm
@@ -23,6 +24,7 @@ from ..engine.graph import Graph
 from ..errors import LegatoError
 from ..protocol.messages import (
     SAMPLE_FORMATS,
+    Checkpoint,
     Error,
     ErrorCode,
     ProtocolError,
@@ -33,10 +35,11 @@ from ..protocol.messages import (
     encode,
 )
 from ..records.recorder import Recorder
-from ..records.recording import About, Recording
+from ..records.recording import About, Recording, utc
 from ..stage import Event, StreamFormat
-from ..storage import SessionStatus
+from ..storage import CheckpointRecord, SessionStatus
 from .eventlog import EventLog
+from .migration import CHECKPOINT, SessionState, pipeline_signature, token_digest
 
 log = logging.getLogger("legato.session")
 
@@ -166,6 +169,13 @@ class Session:
         self._analysing = False  # the task runs and takes blocks as they arrive
         self._queued = 0  # blocks waiting on the audio queue
         self._holding_wakes = False  # the caller sends what is ready itself (``quietly``)
+        self.migratable = (
+            recorder is not None
+            and settings.checkpoint_interval_s > 0
+            and not self.graph.unmigratable()
+        )
+        """Checkpointed every ``checkpoint_interval_s``, so another host can continue it."""
+        self._checkpointed_at = time.perf_counter()
 
     # ---- input side (called by the connection's receive loop) ---------------------------
 
@@ -327,6 +337,58 @@ class Session:
         self._publish(events)
         if events:
             self._marks.append((self.counters.samples_analysed, received_at))
+        interval = self.settings.checkpoint_interval_s
+        if self.migratable and began - self._checkpointed_at >= interval:
+            self._checkpoint(began)
+
+    # ---- checkpoints --------------------------------------------------------------------
+
+    def capture(self) -> SessionState:
+        """The session between two blocks, as another host would continue it."""
+        return SessionState(
+            session_id=self.id,
+            token=token_digest(self.token),
+            start=encode(self.start),
+            pipeline=pipeline_signature(self.pipeline),
+            samples=self.counters.samples_analysed,
+            seq=self.log.last_seq,
+            started_at=self.recording.started_at,
+            processing_s=self.recording.processing_s,
+            practice=self.recording.practice.state(),
+            stages=self.graph.checkpoint(),
+        )
+
+    def restore(self, state: SessionState) -> None:
+        """Continue from ``state`` (a new session, before its task starts): the client's
+        audio is expected from ``state.samples`` on, and events go on after ``state.seq``.
+        ``CheckpointError`` when it cannot be; the session must then be dropped."""
+        self.graph.restore(state.stages)
+        with reading(CHECKPOINT[0]):
+            self.recording.practice.restore(state.practice)
+        self.counters.samples_received = self.counters.samples_analysed = state.samples
+        self.counters.events_produced = state.seq
+        self.log.continue_after(state.seq)
+        self._sent_seq = state.seq
+        self.recording.started_at = state.started_at
+        self.recording.processing_s = state.processing_s
+
+    def _checkpoint(self, now: float) -> None:
+        """Hand a checkpoint to the recorder; the client hears of it once it is stored. A stage
+        that fails to checkpoint stops the checkpoints, not the session."""
+        self._checkpointed_at = now
+        assert self.recording.recorder is not None  # migratable sessions are recorded
+        try:
+            state = self.capture()
+            data = state.to_bytes()
+        except Exception:
+            log.exception("session %s: checkpoint failed; it cannot move if its host dies", self.id)
+            self.migratable = False
+            return
+        record = CheckpointRecord(self.id, state.seq, state.samples, data, utc(time.time()))
+        self.recording.recorder.checkpoint(record, self._checkpoint_stored)
+
+    def _checkpoint_stored(self, record: CheckpointRecord) -> None:
+        self.post(encode(Checkpoint(samples=record.samples, seq=record.seq)))
 
     def _release(self) -> None:
         """Free what the session's work held, whatever way it ended."""
@@ -476,12 +538,14 @@ class Session:
                     f"(event_buffer = {self.settings.event_buffer})",
                 )
             )
-        self._sent_seq = min(max(last_seq, available - 1), self.log.last_seq)
+        # A client may hold events this session has yet to produce again (restored from a
+        # checkpoint on another host): they are not sent twice.
+        self._sent_seq = max(last_seq, available - 1)
         return Resumed(
             session_id=self.id,
             last_seq=self.log.last_seq,
             samples_received=self.on_resume(),
-            replayed=self.log.last_seq - self._sent_seq,
+            replayed=max(0, self.log.last_seq - self._sent_seq),
         )
 
     def settled(self) -> bool:
