@@ -346,3 +346,49 @@ async def checkpoint_of(url: str, session_id: str) -> CheckpointRecord | None:
         return await storage.get_checkpoint(session_id)
     finally:
         await storage.close()
+
+
+async def test_a_rolling_restart_loses_nothing(tmp_path: Path, take: Path, database: str) -> None:
+    """20 sessions stream while try-cluster restarts the three hosts one by one (SIGHUP: each
+    host hands its sessions off on SIGTERM and comes back): every session completes with the
+    events and summary of an offline run, its seq numbers unbroken, each event stored once."""
+    audio, _ = sf.read(take, dtype="float32")
+    blocks = [audio[i : i + BLOCK] for i in range(0, len(audio), BLOCK)]
+    sessions = 20
+    results: dict[str, tuple[list[dict[str, Any]], dict[str, Any], int]] = {}
+    with running_cluster(
+        tmp_path, database, checkpoint_interval_s=1.0, resume_grace_s=20.0
+    ) as cluster:
+
+        async def one() -> None:
+            async with connect(cluster.url, sample_rate=RATE) as session:
+                for block in blocks:
+                    await session.send(block)
+                    await trio.sleep(0.05)
+                summary = await session.end()
+                seen = [e async for e in session.events()]
+                results[session.session_id] = (seen, summary, len(session.resumes))
+
+        async def restart() -> None:
+            await trio.sleep(2.0)
+            cluster.proc.send_signal(signal.SIGHUP)
+            assert cluster.proc.stdout is not None
+            line = await trio.to_thread.run_sync(cluster.proc.stdout.readline)
+            restarted = json.loads(line)["restarted"]
+            assert [h["port"] for h in restarted] == [h["port"] for h in cluster.hosts]
+            assert not {h["pid"] for h in restarted} & {h["pid"] for h in cluster.hosts}
+
+        with trio.fail_after(150):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(restart)
+                for _ in range(sessions):
+                    nursery.start_soon(one)
+    expected = offline(take, BLOCK)
+    assert len(results) == sessions
+    assert sum(resumes for _, _, resumes in results.values()) >= sessions  # every one moved
+    for session_id, (seen, summary, _) in results.items():
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+        assert without_seq(seen) == expected
+        assert summary["status"] == "completed"
+        status, seqs = await stored(database, session_id)
+        assert (status, seqs) == ("completed", list(range(1, len(seen) + 1)))

@@ -60,6 +60,14 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument(
         "--tls-key", metavar="FILE", help="its PEM private key (default: [server] tls_key)"
     )
+    p.add_argument(
+        "--handoff",
+        action="store_true",
+        default=None,
+        help="on SIGTERM, hand live sessions over to the other hosts of a cluster (checkpoint,"
+        " then close 1012 so clients reconnect) instead of ending them (default: [server]"
+        " handoff)",
+    )
     for hidden in ("--worker-channel", "--worker-index"):  # set by the supervisor
         p.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=command)
@@ -83,7 +91,8 @@ def command(args: argparse.Namespace) -> int:
     )
     registry = plugin_registry()
     config = load_config(args.config, registry)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("handoff", args.handoff))
+    overrides = {k: v for k, v in given if v is not None}
     library = None
     if args.library:
         library = Library(args.library)
@@ -143,6 +152,8 @@ def worker_argv(args: argparse.Namespace, library: Library | None) -> list[str]:
         argv += ["--db", args.db]
     if args.host:
         argv += ["--host", args.host]
+    if args.handoff:
+        argv += ["--handoff"]
     if args.auth_secret_file:
         argv += ["--auth-secret-file", str(Path(args.auth_secret_file).resolve())]
     for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):

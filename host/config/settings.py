@@ -116,6 +116,12 @@ class ServerSettings:
     shutdown_timeout_s: float = param(
         10.0, doc="on SIGINT/SIGTERM, time allowed to drain sessions", unit="s", min=0.0
     )
+    handoff: bool = param(
+        False,
+        doc="on SIGTERM, hand live sessions to the other hosts of a cluster instead of ending"
+        " them: each stores a checkpoint and its client is told to reconnect (close 1012);"
+        " SIGINT still drains",
+    )
     checkpoint_interval_s: float = param(
         5.0,
         doc="how often a live session stores a checkpoint, from which another host continues it"

@@ -80,6 +80,7 @@ class CloseCode:
     POLICY = 1008  # a limit was exceeded or the protocol was broken beyond recovery
     TOO_BIG = 1009  # a message exceeded max_message_bytes
     INTERNAL = 1011  # an unexpected server fault (the server itself keeps running)
+    HANDED_OFF = 1012  # the server is restarting: the session is checkpointed, resume it
     TRY_AGAIN = 1013  # max_sessions reached
     IDLE = 4001  # idle_timeout_s passed without a message
     RESUME_FAILED = 4002  # unknown session, wrong token, or grace period over

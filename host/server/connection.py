@@ -463,6 +463,10 @@ class Connection:
         while True:
             session.forget_wakes()
             await ws.flush()
+            if session.handed_off:
+                await ws.aclose(CloseCode.HANDED_OFF, "server restarting: resume the session")
+                loops.cancel()
+                return
             while (control := session.next_control()) is not None:
                 await ws.send_message(control)
                 if not session.attached(owner):

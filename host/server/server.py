@@ -49,6 +49,8 @@ from .websocket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("legato.server")
 
+HANDOFF_WAIT_S = 5.0
+"""Longest a handoff waits for its sessions' checkpoints to be stored."""
 ORPHAN_LOOK_S = 2.0
 """How often a serving process looks for journals of processes that died (``OrphanWatch``)."""
 
@@ -89,6 +91,7 @@ class Server:
         self.journal = journal
         self.connections = 0
         self._taking_over: set[str] = set()
+        self._handoff = False
         self.tls = (
             tls.server_context(self.settings.tls_cert, self.settings.tls_key)
             if self.settings.tls_cert
@@ -166,11 +169,29 @@ class Server:
                         await nursery.start(partial(serving, handler_nursery=handlers))
                 task_status.started((private or public)[0].socket.getsockname()[1])
 
-    def shutdown(self) -> None:
+    def shutdown(self, handoff: bool = False) -> None:
         """Stop accepting; open sessions are told, finish their queued audio, get their
-        summaries, and are closed within ``shutdown_timeout_s``."""
+        summaries, and are closed within ``shutdown_timeout_s``. With ``handoff``, migratable
+        sessions are checkpointed instead and their clients told to resume elsewhere."""
         self.shutting_down = True
+        self._handoff = handoff
         self._stop.set()
+
+    async def _hand_off(self) -> None:
+        """Checkpoint every migratable session and, once its checkpoint is stored, let it go
+        (its client resumes on another host); those not stored within ``HANDOFF_WAIT_S`` drain
+        as usual."""
+        pending = [
+            (s, done) for s in self.sessions.values() if (done := s.hand_off()) is not None
+        ]
+        with trio.move_on_after(HANDOFF_WAIT_S):
+            for _, done in pending:
+                await done.wait()
+        handed = [s for s, done in pending if done.is_set()]
+        for session in handed:
+            session.handed_over()
+        if pending:
+            log.info("handed %d of %d session(s) off to the other hosts", len(handed), len(pending))
 
     async def _watch_orphans(self, orphans: OrphanWatch) -> None:
         with self._watching:
@@ -183,10 +204,13 @@ class Server:
             self._listen_scope.cancel()
         timeout = self.settings.shutdown_timeout_s
         with trio.move_on_after(timeout):
+            if self._handoff:
+                await self._hand_off()
             notice = encode(ServerShutdown(timeout_s=timeout))
-            for session in list(self.sessions.values()):
+            ending = [s for s in self.sessions.values() if not s.handed_off]
+            for session in ending:
                 session.post(notice)
-            for session in list(self.sessions.values()):
+            for session in ending:
                 await session.request_end()
             while any(not s.settled() for s in self.sessions.values()):
                 await trio.sleep(0.01)
@@ -411,11 +435,15 @@ async def serve(
 
 
 async def _watch_signals(server: Server, everything: trio.CancelScope) -> None:
+    """SIGINT drains; SIGTERM drains too, or hands sessions off with ``[server] handoff``; a
+    second signal stops at once."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
+            name = signal.Signals(signum).name
             if server.shutting_down:
-                log.warning("second %s: stopping now", signal.Signals(signum).name)
+                log.warning("second %s: stopping now", name)
                 everything.cancel()
                 return
-            log.info("%s: draining sessions", signal.Signals(signum).name)
-            server.shutdown()
+            handoff = signum == signal.SIGTERM and server.settings.handoff
+            log.info("%s: %s sessions", name, "handing off" if handoff else "draining")
+            server.shutdown(handoff)

@@ -10,6 +10,7 @@ import enum
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -176,6 +177,9 @@ class Session:
         )
         """Checkpointed every ``checkpoint_interval_s``, so another host can continue it."""
         self._checkpointed_at = time.perf_counter()
+        self.handed_off = False
+        """Checkpointed at shutdown and left for another host: it ends without a summary."""
+        self._task = trio.CancelScope()
 
     # ---- input side (called by the connection's receive loop) ---------------------------
 
@@ -295,7 +299,8 @@ class Session:
         session (``failed``), then the summary is made and the send loop told."""
         self.recording.start(self.notice)
         try:
-            await self._run()
+            with self._task:
+                await self._run()
             if self.state is not State.ABANDONED:
                 self.state = State.COMPLETED
         except Exception as exc:  # a stage bug must not take the server down
@@ -372,9 +377,12 @@ class Session:
         self.recording.started_at = state.started_at
         self.recording.processing_s = state.processing_s
 
-    def _checkpoint(self, now: float) -> None:
-        """Hand a checkpoint to the recorder; the client hears of it once it is stored. A stage
-        that fails to checkpoint stops the checkpoints, not the session."""
+    def _checkpoint(
+        self, now: float, stored: Callable[[CheckpointRecord], None] | None = None
+    ) -> bool:
+        """Hand a checkpoint to the recorder; the client hears of it once it is stored (and
+        ``stored`` is called). A stage that fails to checkpoint stops the checkpoints, not the
+        session. Returns whether a checkpoint was handed over."""
         self._checkpointed_at = now
         assert self.recording.recorder is not None  # migratable sessions are recorded
         try:
@@ -383,12 +391,32 @@ class Session:
         except Exception:
             log.exception("session %s: checkpoint failed; it cannot move if its host dies", self.id)
             self.migratable = False
-            return
+            return False
         record = CheckpointRecord(self.id, state.seq, state.samples, data, utc(time.time()))
-        self.recording.recorder.checkpoint(record, self._checkpoint_stored)
 
-    def _checkpoint_stored(self, record: CheckpointRecord) -> None:
-        self.post(encode(Checkpoint(samples=record.samples, seq=record.seq)))
+        def announce(record: CheckpointRecord) -> None:
+            self.post(encode(Checkpoint(samples=record.samples, seq=record.seq)))
+            if stored is not None:
+                stored(record)
+
+        self.recording.recorder.checkpoint(record, announce)
+        return True
+
+    def hand_off(self) -> trio.Event | None:
+        """Shutting down with handoff: a checkpoint now; the event is set once it is stored
+        (then ``handed_over``). None when the session cannot be handed off (not migratable,
+        ending, or finished), and it drains as usual."""
+        if not self.migratable or self.ending or self.finished.is_set():
+            return None
+        done = trio.Event()
+        return done if self._checkpoint(time.perf_counter(), lambda _: done.set()) else None
+
+    def handed_over(self) -> None:
+        """Its checkpoint is stored: stop without ending; the attached connection closes with
+        ``HANDED_OFF`` and the client resumes on another host, which continues from there."""
+        self.handed_off = True
+        self._task.cancel()
+        self.wake()
 
     def _release(self) -> None:
         """Free what the session's work held, whatever way it ended."""
@@ -396,6 +424,8 @@ class Session:
     def record_end(self) -> None:
         """Hand the final row and the result to the recorder, once. A session that did not
         finish (cut short by a shutdown) is recorded as ``failed``."""
+        if self.handed_off:
+            return  # the host that continues it records its end
         status = FINAL_STATUS.get(self.state, "failed")
         self.recording.end(status, self.counters.samples_analysed, self.summary)
 
@@ -549,7 +579,10 @@ class Session:
         )
 
     def settled(self) -> bool:
-        """Finished, and its summary delivered or nobody attached to receive it."""
+        """Finished, and its summary delivered or nobody attached to receive it (a session
+        handed off: its connection closed)."""
+        if self.handed_off:
+            return self._connection is None
         done = self.finished.is_set()
         return done and (self._summary_delivered or self._connection is None)
 

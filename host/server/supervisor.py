@@ -13,7 +13,7 @@ accepted connection to the least-loaded of N worker processes, each a whole `leg
   index; the new one marks the sessions the dead one had open as ``abandoned`` in storage
   (its journal, ``records.journal``). Connections it held are closed by the kernel; their
   clients' resumes fail (the sessions are gone) and they start again.
-- **Drain.** SIGINT/SIGTERM stops accepting and passes the signal on: every worker drains its
+- **Drain.** SIGINT/SIGTERM stops accepting and passes the same signal on: every worker drains its
   sessions as a single server does; a second signal kills them.
 """
 
@@ -75,6 +75,8 @@ class Supervisor:
         self.workers = [Worker(i) for i in range(workers)]
         self.worker_argv = list(worker_argv)
         self.stopping = False
+        self.stop_signal: int = signal.SIGTERM
+        """The signal the workers are passed when stopping (the one the supervisor got)."""
         self.port: int | None = None
         self.relay_key = secrets.token_hex(16)
         """Proves a relayed connection on a worker's private port comes from a worker."""
@@ -207,15 +209,17 @@ class Supervisor:
             async for signum in signals:
                 log.info("%s: draining the workers", signal.Signals(signum).name)
                 self.stopping = True
+                self.stop_signal = signum
                 accepting.cancel()
                 return
 
     async def _drain(self) -> None:
-        """Pass SIGTERM on and wait for every worker (a second signal kills them)."""
+        """Pass the signal on (SIGTERM hands sessions off where configured, SIGINT drains
+        them) and wait for every worker (a second signal kills them)."""
         self.stopping = True
         for worker in self.workers:
             if worker.process is not None and worker.process.returncode is None:
-                worker.process.send_signal(signal.SIGTERM)
+                worker.process.send_signal(self.stop_signal)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._kill_on, signals)
