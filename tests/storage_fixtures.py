@@ -108,6 +108,13 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
         _pg_admin(*(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" for name in created))
 
 
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A new database on the local Postgres server, for the tests of a module."""
+    with postgres_databases() as fresh:
+        yield fresh()
+
+
 @pytest.fixture
 def empty_url(backend: Backend) -> str:
     """A database of the backend under test that nothing has touched."""

@@ -25,7 +25,6 @@ import pytest
 import soundfile as sf
 import trio
 from live import RATE, alive, offline, phrase, receive, without_seq
-from storage_fixtures import postgres_databases
 from trio_websocket import open_websocket_url
 
 from legato.client.session import ClientError, connect
@@ -43,10 +42,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+pytest_plugins = ("storage_fixtures",)
+
+
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    with postgres_databases() as fresh:
-        yield fresh()
+def database(postgres_database: str) -> str:
+    return postgres_database
 
 
 @pytest.fixture
