@@ -43,12 +43,18 @@ def journal_folder(spool_dir: Path, storage_url: str) -> Path:
 
 
 async def recover_orphans(
-    folder: Path, recorder: Recorder, now: float, ripe: Callable[[Path], bool] = lambda _: True
+    folder: Path,
+    recorder: Recorder,
+    now: float,
+    ripe: Callable[[Path], bool] = lambda _: True,
+    fresh_s: float = 0.0,
 ) -> int:
     """Record the sessions that journals of dead processes in ``folder`` left open as
     ``abandoned`` (through ``recorder``), each ending at its last stored event, and delete
     those journals; returns how many. Only journals that are ``ripe`` (given the path of one
-    found unlocked) are recovered; the others are left for a later look."""
+    found unlocked) are recovered; the others are left for a later look. A session with a
+    checkpoint stored less than ``fresh_s`` ago is left too (its journal kept): it may be
+    continued from it, or already is, on another host that keeps checkpointing it."""
     count = 0
     for path in sorted(folder.glob("*.journal")):
         try:
@@ -62,13 +68,29 @@ async def recover_orphans(
                 continue  # its process is alive
             if not ripe(path):
                 continue
+            deferred = 0
             for row in _open_sessions(f.read()).values():
+                if fresh_s > 0 and await _checkpointed_since(row.id, recorder, now - fresh_s):
+                    deferred += 1
+                    continue
                 recorder.session_ended(await _abandoned(row, recorder, now), None)
                 count += 1
-            path.unlink(missing_ok=True)
+            if not deferred:
+                path.unlink(missing_ok=True)
     if count:
         log.warning("%d session(s) of a process that died recorded as abandoned", count)
     return count
+
+
+async def _checkpointed_since(session_id: str, recorder: Recorder, since: float) -> bool:
+    """Whether the session has a checkpoint stored after ``since`` (Unix time); a database
+    that cannot tell counts as no."""
+    try:
+        with trio.fail_after(recorder.settings.timeout_s):
+            found = await recorder.storage.get_checkpoint(session_id)
+    except (StorageError, trio.TooSlowError, AttributeError):
+        return False
+    return found is not None and found.created_at.timestamp() > since
 
 
 async def _abandoned(row: SessionRecord, recorder: Recorder, now: float) -> SessionRecord:
@@ -109,13 +131,17 @@ def _open_sessions(text: bytes) -> dict[str, SessionRecord]:
 class OrphanWatch:
     """Recovers, every ``interval_s`` while this process serves, the journals in ``folder``
     whose process died: each once it has been seen unlocked for ``grace_s`` (the time its
-    clients had to resume), so a journal being created, not yet locked, is never taken."""
+    clients had to resume), so a journal being created, not yet locked, is never taken; and
+    their sessions checkpointed within ``fresh_s`` only later (``recover_orphans``)."""
 
-    def __init__(self, folder: Path, recorder: Recorder, grace_s: float, interval_s: float):
+    def __init__(
+        self, folder: Path, recorder: Recorder, grace_s: float, interval_s: float, fresh_s: float
+    ) -> None:
         self.folder = folder
         self.recorder = recorder
         self.grace_s = grace_s
         self.interval_s = interval_s
+        self.fresh_s = fresh_s
         self._unlocked_since: dict[Path, float] = {}
 
     async def run(self) -> None:
@@ -132,7 +158,7 @@ class OrphanWatch:
             since = unlocked[path] = self._unlocked_since.get(path, now)
             return now - since >= self.grace_s
 
-        count = await recover_orphans(self.folder, self.recorder, time.time(), ripe)
+        count = await recover_orphans(self.folder, self.recorder, time.time(), ripe, self.fresh_s)
         self._unlocked_since = {p: t for p, t in unlocked.items() if p.exists()}
         return count
 

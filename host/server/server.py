@@ -181,9 +181,7 @@ class Server:
         """Checkpoint every migratable session and, once its checkpoint is stored, let it go
         (its client resumes on another host); those not stored within ``HANDOFF_WAIT_S`` drain
         as usual."""
-        pending = [
-            (s, done) for s in self.sessions.values() if (done := s.hand_off()) is not None
-        ]
+        pending = [(s, done) for s in self.sessions.values() if (done := s.hand_off()) is not None]
         with trio.move_on_after(HANDOFF_WAIT_S):
             for _, done in pending:
                 await done.wait()
@@ -420,9 +418,10 @@ async def serve(
     journal = orphans = None
     if recorder is not None:
         folder = journal_folder(recorder.settings.spool_dir, recorder.storage.url)
-        await recover_orphans(folder, recorder, time.time())
+        fresh = settings.resume_grace_s + settings.checkpoint_interval_s
+        await recover_orphans(folder, recorder, time.time(), fresh_s=fresh)
         journal = Journal(folder)
-        orphans = OrphanWatch(folder, recorder, settings.resume_grace_s, ORPHAN_LOOK_S)
+        orphans = OrphanWatch(folder, recorder, settings.resume_grace_s, ORPHAN_LOOK_S, fresh)
     server = Server(config, settings, recorder, library, worker, journal, auth, orphans)
     try:
         async with trio.open_nursery() as nursery:
