@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -405,3 +406,47 @@ async def test_a_restart_abandons_what_a_killed_server_left_open(
         elapsed = dt.datetime.fromisoformat(ended) - dt.datetime.fromisoformat(started)
         assert elapsed.total_seconds() == pytest.approx(last["t"], abs=1e-3)
         await kept_context.__aexit__(None, None, None)
+
+
+async def test_a_killed_workers_checkpointed_session_continues_in_its_replacement(
+    tmp_path: Path, take: Path
+) -> None:
+    """Checkpoints every 0.3 s: SIGKILL the worker holding a streaming session once a
+    checkpoint is stored; the client's resume reaches the replacement worker, which continues
+    the session from the checkpoint: the events of an offline run, seq numbers unbroken."""
+    db = tmp_path / "legato.db"
+    config = tmp_path / "quick.toml"
+    default = resources.files("legato.config").joinpath("default.toml").read_text()
+    config.write_text(f"{default}\n[server]\ncheckpoint_interval_s = 0.3\n")
+    served = ["--workers", "2", "--db", f"sqlite:///{db}", "--config", str(config)]
+    audio, _ = sf.read(take, dtype="float32")
+    blocks = [audio[i : i + 512] for i in range(0, len(audio), 512)]
+
+    def checkpointed(session_id: str) -> bool:
+        with sqlite3.connect(db) as conn:
+            found = conn.execute(
+                "SELECT samples FROM checkpoints WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return found is not None and found[0] > 0
+
+    with legato_serve(tmp_path, *served) as port:
+        log = tmp_path / "serve.log"
+        wait_for(lambda: len(workers_in(log)) == 2)
+        async with connect(url(port), sample_rate=RATE, max_backoff_s=0.2) as session:
+            assert session.started["migratable"] is True
+            for block in blocks[: len(blocks) // 2]:
+                await session.send(block)
+                await trio.sleep(0.004)
+            with trio.fail_after(20):
+                while not checkpointed(session.session_id):
+                    await trio.sleep(0.05)
+            os.kill(workers_in(log)[worker_of(session.session_id)], signal.SIGKILL)
+            for block in blocks[len(blocks) // 2 :]:
+                await session.send(block)
+            summary = await session.end()
+            seen = [e async for e in session.events()]
+            assert len(session.resumes) >= 1
+    assert summary["status"] == "completed"
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert without_seq(seen) == offline(take, 512)
+    assert "continued here from its checkpoint" in log.read_text()

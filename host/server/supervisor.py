@@ -10,9 +10,10 @@ accepted connection to the least-loaded of N worker processes, each a whole `leg
   worker is relayed by it to the owner's private port (``Connection``), so a client needs no
   knowledge of workers: the same URL works.
 - **Death.** A worker that exits unexpectedly is reported and started again under the same
-  index; the new one marks the sessions the dead one had open as ``abandoned`` in storage
-  (its journal, ``records.journal``). Connections it held are closed by the kernel; their
-  clients' resumes fail (the sessions are gone) and they start again.
+  index. Connections it held are closed by the kernel; their clients' resumes reach the new
+  one, which continues each checkpointed session from its checkpoint (``takeover``); the rest
+  fail (the sessions are gone), and the dead one's journal has them recorded ``abandoned``
+  (``records.journal``).
 - **Drain.** SIGINT/SIGTERM stops accepting and passes the same signal on: every worker drains its
   sessions as a single server does; a second signal kills them.
 """
