@@ -16,14 +16,27 @@ static uint32_t platform(void)
                       sizeof(float) << 12 | sizeof(size_t) << 16);
 }
 
-static uint64_t fnv1a(const unsigned char *p, size_t n)
+/* FNV-1a over 64-bit words in four independent lanes (then the tail bytes), folded into one
+ * value: a checksum that keeps up with memcpy, where byte-wise FNV-1a would cost more than the
+ * rest of a checkpoint. */
+static uint64_t checksum(const unsigned char *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
+    const uint64_t prime = 0x100000001b3ull;
+    uint64_t lane[4] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull, 0x9ce484222325cbf2ull,
+                        0x2325cbf29ce48422ull};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)k, 8);
+            lane[k] = (lane[k] ^ w) * prime;
+        }
+    uint64_t h = lane[0];
+    for (int k = 1; k < 4; k++)
+        h = (h ^ lane[k]) * prime;
+    for (; i < n; i++)
+        h = (h ^ p[i]) * prime;
+    return (h ^ (uint64_t)n) * prime;
 }
 
 static int take(lg_ck *ck, size_t n)
@@ -126,7 +139,7 @@ long long lg_ck_save(const char *kind, unsigned version, lg_ck_transfer transfer
     put32(h + 24, platform());
     put32(h + 28, 0);
     put64(h + 32, (uint64_t)out.pos);
-    put64(h + 40, fnv1a(out.out, out.pos));
+    put64(h + 40, checksum(out.out, out.pos));
     return total;
 }
 
@@ -139,7 +152,7 @@ int lg_ck_load(const char *kind, unsigned version, lg_ck_transfer transfer, void
     if (n < CK_HEADER || memcmp(h, "LGCK", 4) != 0)
         return LG_ERR_CORRUPT;
     uint64_t len = get64(h + 32);
-    if (len != (uint64_t)(n - CK_HEADER) || get64(h + 40) != fnv1a(h + CK_HEADER, (size_t)len))
+    if (len != (uint64_t)(n - CK_HEADER) || get64(h + 40) != checksum(h + CK_HEADER, (size_t)len))
         return LG_ERR_CORRUPT;
     unsigned char name[CK_KIND];
     name_of(kind, name);

@@ -3,7 +3,7 @@
  *
  * A checkpoint is a 48-byte header (magic "LGCK", the format's layout, the kernel's name and
  * checkpoint version, the platform's byte order and type sizes, the payload's length and its
- * FNV-1a 64 checksum) and a payload written by the kernel's transfer function. That one function
+ * 64-bit checksum) and a payload written by the kernel's transfer function. That one function
  * lists, in order, the fields that identify the configuration (lg_ck_config: written, then
  * compared on load) and those that carry the stream (lg_ck_state: written, then restored), so
  * saving and loading cannot drift apart. Loading checks the header and checksum, then runs the
