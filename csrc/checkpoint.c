@@ -39,6 +39,11 @@ static uint64_t checksum(const unsigned char *p, size_t n)
     return (h ^ (uint64_t)n) * prime;
 }
 
+unsigned long long lg_checksum(const void *p, size_t n)
+{
+    return p ? checksum(p, n) : 0;
+}
+
 static int take(lg_ck *ck, size_t n)
 {
     if (ck->problem)

@@ -4,17 +4,16 @@ another process exactly where it stopped (the same events, bit for bit).
 A stage that can be checkpointed implements ``Checkpointing`` (``checkpoint`` and ``restore``)
 beside ``process`` and ``finish``. This module gives what such a stage needs: ``pack`` and
 ``unpack`` for its own checkpoint (named and versioned, its Python fields as JSON and its
-kernels' checkpoints as blobs, all under a CRC), ``save_kernel`` and ``load_kernel`` for a C
-kernel's ``lg_<kernel>_save``/``_load`` (csrc/checkpoint.h). A checkpoint that is corrupt, of
-another stage or version, or made with other parameters is refused with a ``CheckpointError``
-that says which, and the stage is left as it was.
+kernels' checkpoints and other arrays as blobs, all under one checksum), ``save_kernel`` and
+``load_kernel`` for a C kernel's ``lg_<kernel>_save``/``_load`` (csrc/checkpoint.h). A
+checkpoint that is corrupt, of another stage or version, or made with other parameters is
+refused with a ``CheckpointError`` that says which, and the stage is left as it was.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
@@ -55,20 +54,20 @@ def pack(kind: str, version: int, fields: Mapping[str, Any], blobs: Mapping[str,
         allow_nan=False,
         separators=(",", ":"),
     ).encode()
-    body = _HEAD.pack(MAGIC, len(description)) + description + b"".join(blobs.values())
-    return body + struct.pack("<I", zlib.crc32(body))
+    body = b"".join([_HEAD.pack(MAGIC, len(description)), description, *blobs.values()])
+    return body + struct.pack("<Q", _checksum(body))
 
 
 def unpack(data: bytes, kind: str, version: int) -> tuple[dict[str, Any], dict[str, bytes]]:
     """(fields, blobs) of a checkpoint ``pack`` made for ``kind`` at ``version``."""
-    if len(data) < _HEAD.size + 4 or data[:4] != MAGIC:
+    if len(data) < _HEAD.size + 8 or data[:4] != MAGIC:
         raise CheckpointError(f"{kind}: not a stage checkpoint")
-    body, crc = data[:-4], struct.unpack("<I", data[-4:])[0]
-    if zlib.crc32(body) != crc:
-        raise CheckpointError(f"{kind}: the checkpoint is corrupt (its CRC does not match)")
+    body, checksum = memoryview(data)[:-8], struct.unpack("<Q", data[-8:])[0]
+    if _checksum(body) != checksum:
+        raise CheckpointError(f"{kind}: the checkpoint is corrupt (its checksum does not match)")
     _, size = _HEAD.unpack_from(body)
     try:
-        description = json.loads(body[_HEAD.size : _HEAD.size + size])
+        description = json.loads(bytes(body[_HEAD.size : _HEAD.size + size]))
         found_kind, found_version = description["kind"], description["version"]
         fields, lengths = description["fields"], description["blobs"]
     except (ValueError, KeyError, TypeError):
@@ -81,7 +80,7 @@ def unpack(data: bytes, kind: str, version: int) -> tuple[dict[str, Any], dict[s
     blobs: dict[str, bytes] = {}
     at = _HEAD.size + size
     for name, length in lengths.items():
-        blobs[name] = body[at : at + length]
+        blobs[name] = bytes(body[at : at + length])
         at += length
     if at != len(body):
         raise CheckpointError(f"{kind}: the checkpoint's length does not match its description")
@@ -96,6 +95,10 @@ def reading(kind: str) -> Iterator[None]:
         yield
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{kind}: the checkpoint's fields do not fit ({exc!r})") from None
+
+
+def _checksum(data: bytes | memoryview) -> int:
+    return int(lib.lg_checksum(ffi.from_buffer(data), len(data)))
 
 
 def save_kernel(save: Callable[..., int], state: Any) -> bytes:

@@ -83,23 +83,28 @@ class Histogram:
         """The value at the centre of bin ``k``."""
         return self.low + (k + 0.5) * self.step
 
-    def state(self) -> dict[str, Any]:
-        """The counts as JSON-ready data (the bins holding any, as [bin, count] pairs), for a
-        stage's checkpoint."""
+    def state(self) -> bytes:
+        """The counts for a stage's checkpoint: the number of bins, then each bin holding any
+        and its count (little-endian int64s)."""
         self._flush()
         (used,) = np.nonzero(self._counts)
-        return {"bins": len(self._counts), "counts": [[int(k), int(self._counts[k])] for k in used]}
+        pairs = np.stack([used, self._counts[used]], axis=1).ravel()
+        return np.concatenate([[len(self._counts)], pairs]).astype("<i8").tobytes()
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: bytes) -> None:
         """The counts ``state`` gives (as ``state`` returned them); ValueError if they cannot be
         this histogram's, which is then unchanged."""
+        if len(state) % 16 != 8:
+            raise ValueError(f"{len(state)} bytes are not a histogram's state")
+        values = np.frombuffer(state, dtype="<i8")
+        bins, pairs = int(values[0]), values[1:].reshape(-1, 2)
+        if bins != len(self._counts):
+            raise ValueError(f"a histogram of {bins} bins, not {len(self._counts)}")
+        index, count = pairs[:, 0], pairs[:, 1]
+        if np.any(index < 0) or np.any(index >= bins) or np.any(count < 0):
+            raise ValueError("a bin or count out of range")
         counts = np.zeros_like(self._counts)
-        if state.get("bins") != len(counts):
-            raise ValueError(f"a histogram of {state.get('bins')} bins, not {len(counts)}")
-        for k, count in state["counts"]:
-            if not (0 <= k < len(counts)) or count < 0:
-                raise ValueError(f"bin {k} with count {count} is out of range")
-            counts[k] = count
+        counts[index] = count
         self._counts = counts
         self._binned = int(counts.sum())
         self._pending.clear()

@@ -132,6 +132,6 @@ def test_a_kernel_checkpoint_of_another_kernel_is_refused() -> None:
     _, pitch = fresh("pitch_yin", 1)
     _, onsets = fresh("onsets_flux", 1)
     _, blobs = unpack(onsets.checkpoint(), "onsets_flux", 1)
-    pitch_fields, _ = unpack(pitch.checkpoint(), "pitch_yin", 1)
+    pitch_fields, pitch_blobs = unpack(pitch.checkpoint(), "pitch_yin", 1)
     with pytest.raises(CheckpointError, match="does not fit"):
-        pitch.restore(pack("pitch_yin", 1, pitch_fields, {"yin": blobs["onsets"]}))
+        pitch.restore(pack("pitch_yin", 1, pitch_fields, {**pitch_blobs, "yin": blobs["onsets"]}))

@@ -7,7 +7,6 @@ import bisect
 import itertools
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
@@ -66,10 +65,10 @@ class LevelSpread:
     def count(self) -> int:
         return self._levels.count
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> bytes:
         return self._levels.state()
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: bytes) -> None:
         self._levels.restore(state)
 
     def percentile(self, fraction: float) -> float:

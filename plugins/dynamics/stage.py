@@ -53,15 +53,15 @@ class Dynamics:
         return events
 
     def checkpoint(self) -> bytes:
-        fields = {"hops": self._hops, "spread": self._spread.state()}
-        return pack(*CHECKPOINT, fields, {"dynamics": self._kernel.save()})
+        blobs = {"dynamics": self._kernel.save(), "spread": self._spread.state()}
+        return pack(*CHECKPOINT, {"hops": self._hops}, blobs)
 
     def restore(self, data: bytes) -> None:
         fields, blobs = unpack(data, *CHECKPOINT)
         with reading(CHECKPOINT[0]):
             hops = int(fields["hops"])
             spread = LevelSpread()
-            spread.restore(fields["spread"])
+            spread.restore(blobs["spread"])
             kernel = blobs["dynamics"]
         self._kernel.load(kernel, CHECKPOINT[0])
         self._hops, self._spread = hops, spread

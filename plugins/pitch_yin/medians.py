@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import numpy as np
 
@@ -57,10 +56,10 @@ class VoicedMedians:
         self._cents.add(f0_cents)
         self._confidence.add(confidence)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, bytes]:
         return {"cents": self._cents.state(), "confidence": self._confidence.state()}
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, bytes]) -> None:
         """Both histograms from ``state``, or (ValueError) neither."""
         cents, confidence = copy.deepcopy(self._cents), copy.deepcopy(self._confidence)
         cents.restore(state["cents"])

@@ -89,16 +89,16 @@ class PitchYin:
         ]
 
     def checkpoint(self) -> bytes:
-        medians = self._medians.state()
-        fields = {"frames": self._frames, "samples": self._samples, "medians": medians}
-        return pack(*CHECKPOINT, fields, {"yin": save_kernel(lib.lg_yin_save, self._state)})
+        fields = {"frames": self._frames, "samples": self._samples}
+        blobs = {"yin": save_kernel(lib.lg_yin_save, self._state), **self._medians.state()}
+        return pack(*CHECKPOINT, fields, blobs)
 
     def restore(self, data: bytes) -> None:
         fields, blobs = unpack(data, *CHECKPOINT)
         with reading(CHECKPOINT[0]):
             frames, samples = int(fields["frames"]), int(fields["samples"])
             medians = copy.deepcopy(self._medians)
-            medians.restore(fields["medians"])
+            medians.restore({"cents": blobs["cents"], "confidence": blobs["confidence"]})
             kernel = blobs["yin"]
         load_kernel(lib.lg_yin_load, self._state, kernel, CHECKPOINT[0])
         self._frames, self._samples, self._medians = frames, samples, medians
