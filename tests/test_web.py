@@ -124,3 +124,7 @@ async def test_the_page_client_plays_seeks_and_analyses_against_a_real_server(
     assert report["playback_closed"]["code"] == 1000
     assert report["refused"] == "track_refused"
     assert report["live"] == {"notes": ["A4"], "samples": rate, "status": "completed"}
+    resumed = report["resumed"]
+    assert resumed["resumes"] == 2 and resumed["status"] == "completed"
+    assert resumed["events"] > 100 and resumed["seqs_in_order"], resumed
+    assert resumed["events_equal"] and resumed["practice_equal"], resumed

@@ -70,4 +70,42 @@ const report = {};
   };
 }
 
+// ---- live, resumed: the same melody twice, the second time with the connection dropped twice ----
+{
+  const rate = 44100;
+  const melody = new Float32Array(3 * rate);
+  for (let i = 0; i < melody.length; i++) {
+    const f = [262, 330, 392][Math.floor((3 * i) / melody.length)];
+    melody[i] = 0.3 * Math.sin((2 * Math.PI * f * i) / rate);
+  }
+  const run = async (drops) => {
+    const conn = await Connection.open(url);
+    const session = await startPractice(conn, { sampleRate: rate });
+    const block = 2048;
+    const blocks = Math.ceil(melody.length / block);
+    for (let k = 0; k < blocks; k++) {
+      if (drops.includes(k)) {
+        while (!session.conn) await new Promise((r) => setTimeout(r, 10)); // back from the last
+        session.conn.ws.close(3000, "dropped by the test");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      session.sendAudio(melody.subarray(k * block, (k + 1) * block));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const summary = await session.end();
+    return { session, summary };
+  };
+  const plain = await run([]);
+  const cut = await run([20, 40]);
+  const strip = (events) => events.map(({ seq, ...rest }) => rest);
+  report.resumed = {
+    resumes: cut.session.resumes,
+    seqs_in_order: cut.session.events.every((e, i) => e.seq === i + 1),
+    events_equal: JSON.stringify(strip(cut.session.events)) === JSON.stringify(strip(plain.session.events)),
+    events: cut.session.events.length,
+    practice_equal: JSON.stringify(cut.summary.practice) === JSON.stringify(plain.summary.practice),
+    status: cut.summary.status,
+  };
+}
+
 console.log(JSON.stringify(report));

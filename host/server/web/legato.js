@@ -5,6 +5,8 @@
 //   const conn = await Connection.open("ws://127.0.0.1:8765/");
 //   const live = await startPractice(conn, { sampleRate: 48000 });   // live analysis
 //   live.onEvents((events) => ...); live.sendAudio(float32Block); const summary = await live.end();
+//   A live session resumes by itself when its connection drops (docs/protocol.md, Resume):
+//   no event is lost or repeated, and the audio the server lacks is sent again.
 //
 //   const play = await startPlayback(conn, { track: "album/song.flac" });  // mastered playback
 //   play.onAudio((pcm, frame) => { ...; play.played(pcm.length / play.channels); });  // starts it
@@ -23,21 +25,24 @@ export class LegatoError extends Error {
  * (for a server with auth on) goes in the URL's `token` query parameter: browsers cannot set
  * headers on a WebSocket. */
 export class Connection {
-  static open(url, { token } = {}) {
+  /** `session`: the id of a session this connection is to resume, added to the URL so that a
+   * load balancer in front of several servers sends it to the one holding the session. */
+  static open(url, { token, session } = {}) {
     return new Promise((resolve, reject) => {
       let ws;
+      const target = url;
       try {
-        if (token) {
-          const withToken = new URL(url);
-          withToken.searchParams.set("token", token);
-          url = withToken.toString();
-        }
-        ws = new WebSocket(url);
+        const withQuery = new URL(url);
+        if (token) withQuery.searchParams.set("token", token);
+        if (session) withQuery.searchParams.set("session", session);
+        ws = new WebSocket(withQuery.toString());
       } catch (err) {
         reject(new LegatoError("connection_failed", `${url}: ${err.message}`));
         return;
       }
       const conn = new Connection(ws);
+      conn.url = target;
+      conn.token = token;
       conn.next("hello").then((hello) => {
         if (hello.protocol !== PROTOCOL_VERSION) {
           ws.close();
@@ -52,6 +57,8 @@ export class Connection {
 
   constructor(ws) {
     this.ws = ws;
+    this.url = null;
+    this.token = undefined;
     this.ws.binaryType = "arraybuffer";
     this.hello = null;
     this.closed = null; // {code, reason} once closed
@@ -126,43 +133,173 @@ export async function startPractice(conn, options) {
   for (const [key, field] of [["user", "user"], ["piece", "piece"], ["targetTempo", "target_tempo"]]) {
     if (options[key] !== undefined && options[key] !== "") start[field] = options[key];
   }
-  const session = new PracticeSession(conn); // listening before anything can arrive
+  const session = new PracticeSession(conn, start.channels); // listening before anything arrives
   const started = conn.next("started");
   conn.send(start);
   session.started = await started;
   return session;
 }
 
+/** Closes after which resuming cannot help: going away, policy, too big, resume failed,
+ * unauthorized. */
+const FATAL_CLOSES = [1001, 1008, 1009, 4002, 4003];
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 2000;
+const RESEND_BUFFER_S = 30;
+
 export class PracticeSession {
-  constructor(conn) {
-    this.conn = conn;
+  constructor(conn, channels = 1) {
     this.started = null; // the server's `started` message
     this.events = [];
     this.notices = [];
     this.listeners = [];
-    conn.on("analysis", (m) => {
-      this.events.push(...m.events);
-      for (const fn of this.listeners) fn(m.events);
-    });
-    conn.on("error", (m) => this.notices.push(m));
+    this.resumes = 0; // how many times the session was resumed after a drop
+    this.channels = channels;
+    this.sessionId = conn.hello.session_id;
+    this.resumeToken = conn.hello.resume_token;
+    this.lastSeq = 0;
+    this.held = []; // [first sample, Float32Array] sent and maybe needed again, contiguous
+    this.total = 0; // samples (per channel) handed to sendAudio
+    this.wire = 0; // samples written on the current connection
+    this.ending = false;
+    this.summary = null;
+    this.failure = null;
+    this.waiters = []; // {resolve, reject} of end()
+    this._attach(conn);
   }
 
-  /** `fn(events)` for each batch of events, as they arrive. */
+  /** `fn(events)` for each batch of events, as they arrive (each event once, in seq order). */
   onEvents(fn) {
     this.listeners.push(fn);
   }
 
-  /** Send interleaved float32 samples (any number of whole frames). */
+  /** Send interleaved float32 samples (any number of whole frames). Kept until the server
+   * has them for good, so that a resume can send them again. */
   sendAudio(samples) {
     const block = samples instanceof Float32Array ? samples : Float32Array.from(samples);
-    this.conn.ws.send(block.buffer.slice(block.byteOffset, block.byteOffset + block.byteLength));
+    const copy = block.slice();
+    this.held.push([this.total, copy]);
+    this.total += copy.length / this.channels;
+    const limit = RESEND_BUFFER_S * (this.started ? this.started.sample_rate : 48000);
+    while (this.held.length > 1 && this.total - this.held[1][0] > limit) this.held.shift();
+    if (this.conn) this._write();
   }
 
   /** No more audio: the remaining events arrive, then the summary (returned). */
-  async end() {
-    const summary = this.conn.next("summary");
-    this.conn.send({ type: "end" });
+  end() {
+    this.ending = true;
+    const summary = new Promise((resolve, reject) => {
+      if (this.summary) resolve(this.summary);
+      else if (this.failure) reject(this.failure);
+      else this.waiters.push({ resolve, reject });
+    });
+    if (this.conn) this.conn.send({ type: "end" });
     return summary;
+  }
+
+  get migratable() {
+    return Boolean(this.started && this.started.migratable);
+  }
+
+  _attach(conn) {
+    this.conn = conn;
+    conn.on("analysis", (m) => {
+      if (!this.migratable) this._acknowledge(m.through);
+      const fresh = m.events.filter((e) => e.seq > this.lastSeq);
+      if (!fresh.length) return;
+      this.lastSeq = fresh[fresh.length - 1].seq;
+      this.events.push(...fresh);
+      for (const fn of this.listeners) fn(fresh);
+    });
+    conn.on("checkpoint", (m) => {
+      if (this.migratable) this._acknowledge(m.samples);
+    });
+    conn.on("error", (m) => this.notices.push(m));
+    conn.on("summary", (m) => {
+      this.summary = m;
+      for (const w of this.waiters) w.resolve(m);
+      this.waiters = [];
+    });
+    conn.on("close", (closed) => this._dropped(conn, closed));
+  }
+
+  /** The server holds the first `samples` samples: stop keeping them. */
+  _acknowledge(samples) {
+    while (this.held.length) {
+      const [first, block] = this.held[0];
+      if (first + block.length / this.channels > samples) return;
+      this.held.shift();
+    }
+  }
+
+  /** Write what the current connection has not carried yet. */
+  _write() {
+    for (const [first, block] of this.held) {
+      const frames = block.length / this.channels;
+      if (first + frames <= this.wire) continue;
+      const from = Math.max(0, this.wire - first) * this.channels;
+      const part = block.subarray(from);
+      this.conn.ws.send(part.buffer.slice(part.byteOffset, part.byteOffset + part.byteLength));
+      this.wire = first + frames;
+    }
+  }
+
+  _fail(error) {
+    this.failure = error;
+    for (const w of this.waiters) w.reject(error);
+    this.waiters = [];
+  }
+
+  async _dropped(conn, closed) {
+    if (conn !== this.conn || this.summary) return;
+    this.conn = null;
+    if (FATAL_CLOSES.includes(closed.code)) {
+      this._fail(new LegatoError("connection_lost", `session closed (${closed.code} ${closed.reason})`));
+      return;
+    }
+    const graceMs = 1000 * conn.hello.limits.resume_grace_s;
+    const droppedAt = Date.now();
+    let delay = FIRST_BACKOFF_MS;
+    while (Date.now() - droppedAt < graceMs) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(2 * delay, MAX_BACKOFF_MS);
+      try {
+        await this._resume(conn.url, conn.token);
+        return;
+      } catch (err) {
+        if (err instanceof LegatoError && err.code === "resume_failed") {
+          this._fail(err);
+          return;
+        }
+      }
+    }
+    this._fail(new LegatoError("connection_lost", `connection lost and not resumed in ${graceMs / 1000} s`));
+  }
+
+  async _resume(url, token) {
+    const conn = await Connection.open(url, { token, session: this.sessionId });
+    const resume = { type: "resume", session_id: this.sessionId, token: this.resumeToken, last_seq: this.lastSeq };
+    if (token) resume.access_token = token;
+    const resumed = conn.next("resumed");
+    conn.send(resume);
+    let reply;
+    try {
+      reply = await resumed;
+    } catch (err) {
+      conn.ws.close();
+      throw err;
+    }
+    const floor = this.held.length ? this.held[0][0] : this.total;
+    if (reply.samples_received < floor) {
+      conn.close();
+      throw new LegatoError("resume_failed", `the server needs audio from sample ${reply.samples_received}, held from ${floor}`);
+    }
+    if (!this.migratable) this._acknowledge(reply.samples_received);
+    this.wire = Math.min(reply.samples_received, this.total);
+    this.resumes += 1;
+    this._attach(conn);
+    this._write();
+    if (this.ending) conn.send({ type: "end" });
   }
 }
 
