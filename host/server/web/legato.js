@@ -165,7 +165,9 @@ export class PracticeSession {
     this.summary = null;
     this.failure = null;
     this.waiters = []; // {resolve, reject} of end()
-    this._attach(conn);
+    this.conn = conn;
+    this._listen(conn);
+    conn.on("close", (closed) => this._dropped(conn, closed));
   }
 
   /** `fn(events)` for each batch of events, as they arrive (each event once, in seq order). */
@@ -201,8 +203,10 @@ export class PracticeSession {
     return Boolean(this.started && this.started.migratable);
   }
 
-  _attach(conn) {
-    this.conn = conn;
+  /** Take `conn`'s messages. Events are taken by seq, once, whichever connection carries
+   * them: a resuming connection's are taken from its first message on (a WebSocket may
+   * deliver several messages in one go, before the `resumed` reply has been acted on). */
+  _listen(conn) {
     conn.on("analysis", (m) => {
       if (!this.migratable) this._acknowledge(m.through);
       const fresh = m.events.filter((e) => e.seq > this.lastSeq);
@@ -220,7 +224,6 @@ export class PracticeSession {
       for (const w of this.waiters) w.resolve(m);
       this.waiters = [];
     });
-    conn.on("close", (closed) => this._dropped(conn, closed));
   }
 
   /** The server holds the first `samples` samples: stop keeping them. */
@@ -280,6 +283,7 @@ export class PracticeSession {
     const conn = await Connection.open(url, { token, session: this.sessionId });
     const resume = { type: "resume", session_id: this.sessionId, token: this.resumeToken, last_seq: this.lastSeq };
     if (token) resume.access_token = token;
+    this._listen(conn);
     const resumed = conn.next("resumed");
     conn.send(resume);
     let reply;
@@ -297,7 +301,8 @@ export class PracticeSession {
     if (!this.migratable) this._acknowledge(reply.samples_received);
     this.wire = Math.min(reply.samples_received, this.total);
     this.resumes += 1;
-    this._attach(conn);
+    this.conn = conn;
+    conn.on("close", (closed) => this._dropped(conn, closed));
     this._write();
     if (this.ending) conn.send({ type: "end" });
   }
