@@ -59,6 +59,8 @@ from legato.testing import registry, split
 ROOT = Path(__file__).resolve().parent.parent
 TRY_CLUSTER = ROOT / "deploy" / "try-cluster"
 BLOCK = 512
+HOSTS = 3
+BENCH_SETTINGS = {"resume_grace_s": 20.0, "shutdown_timeout_s": 10.0}
 INTERVAL_S = ServerSettings().checkpoint_interval_s
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGETS = {"checkpoint_cpu_share_max": 0.02, "failover_s_max": 2.0}
@@ -145,15 +147,48 @@ def time_now() -> Any:
 
 
 class Cluster:
+    """A running `deploy/try-cluster` and what it announced (the tests drive it too)."""
+
     def __init__(self, proc: subprocess.Popen[bytes], announced: dict[str, Any]) -> None:
         self.proc = proc
         self.url: str = announced["url"]
         self.hosts: list[dict[str, int]] = announced["hosts"]
+        self.haproxy_pid: int = announced["haproxy_pid"]
+        self.admin_socket: str = announced["admin_socket"]
 
-    def sessions_on(self, index: int) -> int:
+    def admin(self, command: str) -> str:
+        """One command on HAProxy's runtime API."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.admin_socket)
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def cut(self) -> None:
+        """Every connection the load balancer holds to every host, shut at once."""
+        for index in range(len(self.hosts)):
+            self.admin(f"shutdown sessions server legato_hosts/host{index + 1}")
+
+    def health(self, index: int) -> dict[str, Any]:
+        """What host ``index`` answers on ``/healthz``."""
         port = self.hosts[index]["port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
-            return int(json.loads(reply.read())["sessions"])
+            answer: dict[str, Any] = json.loads(reply.read())
+            return answer
+
+    def holder(self) -> int:
+        """The index of the one host holding a session."""
+        return next(i for i in range(len(self.hosts)) if self.health(i)["sessions"] == 1)
+
+    def up(self) -> set[str]:
+        """The hosts HAProxy counts up."""
+        lines = self.admin("show stat").splitlines()
+        names = lines[0][2:].split(",")
+        rows = [dict(zip(names, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {r["svname"] for r in rows if r["svname"].startswith("host") and r["status"] == "UP"}
 
 
 def free_port() -> int:
@@ -163,8 +198,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def cluster(scratch: Path, db_url: str, **server: float) -> Iterator[Cluster]:
-    settings = {"resume_grace_s": 20.0, "shutdown_timeout_s": 10.0, **server}
+def cluster(scratch: Path, db_url: str, settings: dict[str, float]) -> Iterator[Cluster]:
+    """`deploy/try-cluster` of three hosts on ``db_url``, the built-in pipelines and these
+    ``[server]`` settings, in ``scratch`` (its log: ``cluster.log``); stopped with SIGINT."""
     scratch.mkdir(parents=True, exist_ok=True)
     default = resources.files("legato.config").joinpath("default.toml").read_text()
     config = scratch / "cluster.toml"
@@ -172,17 +208,18 @@ def cluster(scratch: Path, db_url: str, **server: float) -> Iterator[Cluster]:
     config.write_text(f"{default}\n[server]\n{lines}")
     legato = Path(sys.executable).with_name("legato")
     command = [
-        sys.executable, str(TRY_CLUSTER), "--port", str(free_port()), "--hosts", "3",
+        sys.executable, str(TRY_CLUSTER), "--port", str(free_port()), "--hosts", str(HOSTS),
         "--db", db_url, "--config", str(config), "--legato", str(legato),
     ]  # fmt: skip
     logs = (scratch / "cluster.log").open("wb")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=logs, cwd=scratch)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=30)
-        raise RuntimeError(f"try-cluster failed: {(scratch / 'cluster.log').read_text()[-2000:]}")
     try:
+        if not line:
+            proc.wait(timeout=30)
+            tail = (scratch / "cluster.log").read_text()[-3000:]
+            raise RuntimeError(f"try-cluster exited: {tail}")
         yield Cluster(proc, json.loads(line))
     finally:
         if proc.poll() is None:
@@ -216,7 +253,7 @@ async def one_failover(c: Cluster, blocks: list[np.ndarray], db_url: str) -> tup
     rate = 44100
     arrivals: list[tuple[float, dict[str, Any]]] = []
     async with connect(c.url, sample_rate=rate) as session:
-        holder = next(i for i in range(len(c.hosts)) if c.sessions_on(i) == 1)
+        holder = c.holder()
         killed: list[tuple[float, int]] = []
 
         async def feed() -> None:
@@ -253,7 +290,8 @@ async def failovers(scratch: Path, take: Path, db_url: str, count: int) -> Secti
     times, exact = [], True
     for k in range(count):
         log(f"failover {k + 1} of {count}")
-        with cluster(scratch / f"failover-{k}", db_url, checkpoint_interval_s=1.0) as c:
+        settings = {**BENCH_SETTINGS, "checkpoint_interval_s": 1.0}
+        with cluster(scratch / f"failover-{k}", db_url, settings) as c:
             seconds, events = await one_failover(c, blocks, db_url)
         times.append(seconds)
         exact = exact and without_seq(events) == expected
@@ -374,7 +412,7 @@ def main() -> int:
         sf.write(take, music(8.0, 44100).audio, 44100)
         report["failover"] = trio.run(failovers, scratch, take, db_url, args.failovers)
         log(f"rolling restart with {args.sessions} sessions")
-        with cluster(scratch / "rolling", db_url) as c:
+        with cluster(scratch / "rolling", db_url, BENCH_SETTINGS) as c:
             report["rolling_restart"] = trio.run(rolling_restart, c, take, args.sessions)
     shares = [
         s["cpu_share_of_analysis"] for k, s in report["checkpoint"].items() if k != "interval_s"

@@ -11,13 +11,10 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +28,15 @@ from legato.client.session import ClientError, connect
 from legato.registry import load_registry
 from legato.storage import CheckpointRecord, StorageError, open_storage
 
-ROOT = Path(__file__).resolve().parent.parent
-TRY_CLUSTER = ROOT / "deploy" / "try-cluster"
-HOSTS = 3
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+try:
+    import cluster as launcher  # bench/cluster.py: runs deploy/try-cluster
+finally:
+    sys.path.remove(str(BENCH))
+
+Cluster = launcher.Cluster
+HOSTS = launcher.HOSTS
 BLOCK = 512
 
 pytestmark = pytest.mark.skipif(
@@ -57,78 +60,12 @@ def take(tmp_path: Path) -> Path:
     return path
 
 
-class Cluster:
-    """A running `deploy/try-cluster` and what it announced."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], announced: dict[str, Any]) -> None:
-        self.proc = proc
-        self.url: str = announced["url"]
-        self.hosts: list[dict[str, int]] = announced["hosts"]
-        self.haproxy_pid: int = announced["haproxy_pid"]
-        self.admin_socket: str = announced["admin_socket"]
-
-    def admin(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(self.admin_socket)
-            s.sendall(command.encode() + b"\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
-
-    def cut(self) -> None:
-        """Every connection the load balancer holds to every host, shut at once."""
-        for index in range(len(self.hosts)):
-            self.admin(f"shutdown sessions server legato_hosts/host{index + 1}")
-
-    def health(self, index: int) -> dict[str, Any]:
-        port = self.hosts[index]["port"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
-            return json.loads(reply.read())
-
-    def up(self) -> set[str]:
-        """The hosts HAProxy counts up."""
-        lines = self.admin("show stat").splitlines()
-        names = lines[0][2:].split(",")
-        rows = [dict(zip(names, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {r["svname"] for r in rows if r["svname"].startswith("host") and r["status"] == "UP"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_cluster(tmp_path: Path, database: str, **server: float) -> Iterator[Cluster]:
-    """`deploy/try-cluster` with the built-in pipelines and these ``[server]`` settings."""
+    """`deploy/try-cluster` (bench/cluster.py's launcher) with quick grace and drain times."""
     settings = {"resume_grace_s": 3.0, "shutdown_timeout_s": 5.0, **server}
-    config = tmp_path / "cluster.toml"
-    default = resources.files("legato.config").joinpath("default.toml").read_text()
-    lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
-    config.write_text(f"{default}\n[server]\n{lines}")
-    command = [
-        sys.executable, str(TRY_CLUSTER), "--port", str(free_port()), "--hosts", str(HOSTS),
-        "--db", database, "--config", str(config),
-        "--legato", str(Path(sys.executable).with_name("legato")),
-    ]  # fmt: skip
-    log = (tmp_path / "cluster.log").open("wb")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=tmp_path)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=30)
-        pytest.fail(f"try-cluster exited: {(tmp_path / 'cluster.log').read_text()[-3000:]}")
-    running = Cluster(proc, json.loads(line))
-    try:
+    with launcher.cluster(tmp_path, database, settings) as running:
         yield running
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
 
 
 @pytest.fixture
@@ -272,7 +209,7 @@ async def killed_without_checkpoint(cluster: Cluster, take: Path, database: str)
             with trio.fail_after(10):
                 async for _ in session.events():
                     break
-            holder = next(i for i in range(HOSTS) if cluster.health(i)["sessions"] == 1)
+            holder = cluster.holder()
             lost = session.session_id
             with trio.fail_after(10):
                 while not (await stored(database, lost))[1]:
@@ -312,7 +249,7 @@ async def test_a_killed_hosts_session_continues_on_another_host(
         seen: list[dict[str, Any]] = []
         async with connect(cluster.url, sample_rate=RATE) as session:
             assert session.started["migratable"] is True
-            holder = next(i for i in range(HOSTS) if cluster.health(i)["sessions"] == 1)
+            holder = cluster.holder()
             for block in blocks[: len(blocks) // 2]:
                 await session.send(block)
                 await trio.sleep(0.004)
