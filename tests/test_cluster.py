@@ -26,7 +26,7 @@ from trio_websocket import open_websocket_url
 
 from legato.client.session import ClientError, connect
 from legato.registry import load_registry
-from legato.storage import CheckpointRecord, StorageError, open_storage
+from legato.storage import StorageError, open_storage
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
@@ -254,9 +254,11 @@ async def test_a_killed_hosts_session_continues_on_another_host(
                 await session.send(block)
                 await trio.sleep(0.004)
             with trio.fail_after(20):
-                while (stored_ck := await checkpoint_of(database, session.session_id)) is None:
+                while (
+                    ck := await launcher.stored_checkpoint(database, session.session_id)
+                ) is None:
                     await trio.sleep(0.05)
-            assert stored_ck.samples > 0
+            assert ck.samples > 0
             os.kill(cluster.hosts[holder]["pid"], signal.SIGKILL)
             for block in blocks[len(blocks) // 2 :]:
                 await session.send(block)
@@ -274,16 +276,7 @@ async def test_a_killed_hosts_session_continues_on_another_host(
                 break
             await trio.sleep(0.2)
     assert seqs == list(range(1, len(seen) + 1))
-    assert await checkpoint_of(database, session.session_id) is None
-
-
-async def checkpoint_of(url: str, session_id: str) -> CheckpointRecord | None:
-    storage = open_storage(url, load_registry())
-    await storage.connect()
-    try:
-        return await storage.get_checkpoint(session_id)
-    finally:
-        await storage.close()
+    assert await launcher.stored_checkpoint(database, session.session_id) is None
 
 
 async def test_a_rolling_restart_loses_nothing(tmp_path: Path, take: Path, database: str) -> None:
