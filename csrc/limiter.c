@@ -493,3 +493,56 @@ double lg_limiter_min_gain(const lg_limiter *lim)
 {
     return lim ? exp((double)lim->lowest / LM_UNIT_PER_NEPER) : NAN;
 }
+
+static void stage_transfer(lg_ck *ck, const lg_limiter *lim, lm_stage *st)
+{
+    lg_ck_config(ck, &st->ceiling, sizeof st->ceiling);
+    lg_ck_config(ck, &st->quiet, sizeof st->quiet);
+    lg_ck_config(ck, &st->settled, sizeof st->settled);
+    int at[4] = {st->dq_head, st->dq_len, st->e_pos, st->b_pos};
+    long long pushed = st->pushed;
+    lg_ck_value(ck, at, sizeof at);
+    lg_ck_value(ck, &pushed, sizeof pushed);
+    if (at[0] < 0 || at[0] > lim->window || at[1] < 0 || at[1] > lim->window + 1 || at[2] < 0 ||
+        at[2] >= lim->box1 || at[3] < 0 || at[3] >= lim->box2 || pushed < 0)
+        lg_ck_refuse(ck);
+    size_t ring = (size_t)lim->ring, window = (size_t)lim->window + 1;
+    lg_ck_state(ck, st->x, sizeof(double) * 2 * ring * (size_t)lim->channels);
+    if (st->fin)
+        lg_ck_state(ck, st->fin, sizeof(int64_t) * ring);
+    lg_ck_state(ck, st->dq_peak, sizeof(double) * window);
+    lg_ck_state(ck, st->dq_idx, sizeof(long long) * window);
+    lg_ck_state(ck, st->e_hist, sizeof(int64_t) * (size_t)lim->box1);
+    lg_ck_state(ck, st->b_hist, sizeof(int64_t) * (size_t)lim->box2);
+    lg_ck_state(ck, &st->loud, sizeof st->loud);
+    lg_ck_state(ck, &st->moved, sizeof st->moved);
+    lg_ck_state(ck, &st->held, sizeof st->held);
+    lg_ck_state(ck, &st->h, sizeof st->h);
+    lg_ck_state(ck, &st->e, sizeof st->e);
+    lg_ck_state(ck, &st->e_sum, sizeof st->e_sum);
+    lg_ck_state(ck, &st->b_sum, sizeof st->b_sum);
+    lg_ck_state(ck, &st->hi_digit, sizeof st->hi_digit);
+    lg_ck_state(ck, &st->hi_exp, sizeof st->hi_exp);
+    lg_ck_state(ck, &st->last_g, sizeof st->last_g);
+    lg_ck_state(ck, &st->last_gain, sizeof st->last_gain);
+    if (lg_ck_restoring(ck)) {
+        st->dq_head = at[0];
+        st->dq_len = at[1];
+        st->e_pos = at[2];
+        st->b_pos = at[3];
+        st->pushed = pushed;
+    }
+}
+
+void lg_limiter_transfer(lg_ck *ck, lg_limiter *lim)
+{
+    const int config[] = {lim->channels, lim->box1, lim->box2, lim->window, lim->latency,
+                          lim->ring};
+    lg_ck_config(ck, config, sizeof config);
+    lg_ck_config(ck, &lim->release, sizeof lim->release);
+    lg_ck_config(ck, &lim->snap, sizeof lim->snap);
+    stage_transfer(ck, lim, &lim->main);
+    stage_transfer(ck, lim, &lim->trim);
+    lg_ck_state(ck, &lim->limited, sizeof lim->limited);
+    lg_ck_state(ck, &lim->lowest, sizeof lim->lowest);
+}

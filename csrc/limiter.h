@@ -5,6 +5,7 @@
 #ifndef LEGATO_LIMITER_H
 #define LEGATO_LIMITER_H
 
+#include "checkpoint.h"
 #include "status.h"
 
 typedef struct lg_limiter lg_limiter;
@@ -30,5 +31,8 @@ int lg_limiter_process(lg_limiter *lim, const double *in, int n, double *out);
 /* Output frames written so far with a gain below 1, and the smallest gain (1.0 if none). */
 long long lg_limiter_limited(const lg_limiter *lim);
 double lg_limiter_min_gain(const lg_limiter *lim);
+
+/* The state's part of a checkpoint (checkpoint.h), for the kernels that embed the limiter. */
+void lg_limiter_transfer(lg_ck *ck, lg_limiter *lim);
 
 #endif

@@ -228,3 +228,41 @@ long long lg_master_nonfinite(const lg_master *m)
 {
     return m ? m->nonfinite : 0;
 }
+
+#define MASTER_CHECKPOINT 1
+
+static void transfer(lg_ck *ck, void *state)
+{
+    lg_master *m = state;
+    lg_ck_config(ck, &m->channels, sizeof m->channels);
+    const double config[] = {m->gain, m->amount, m->ratio_lo, m->fast, m->slow};
+    lg_ck_config(ck, config, sizeof config);
+    int finished = m->finished;
+    lg_ck_value(ck, &finished, sizeof finished);
+    if (finished != 0 && finished != 1)
+        lg_ck_refuse(ck);
+    double *envelope[] = {&m->f1, &m->f2, &m->s1, &m->from, &m->to};
+    for (size_t k = 0; k < sizeof envelope / sizeof envelope[0]; k++)
+        lg_ck_state(ck, envelope[k], sizeof(double));
+    lg_ck_state(ck, &m->frames_pre, sizeof m->frames_pre);
+    lg_ck_state(ck, &m->frames_in, sizeof m->frames_in);
+    lg_ck_state(ck, &m->frames_out, sizeof m->frames_out);
+    lg_ck_state(ck, &m->nonfinite, sizeof m->nonfinite);
+    lg_limiter_transfer(ck, m->lim);
+    if (lg_ck_restoring(ck))
+        m->finished = finished;
+}
+
+long long lg_master_save(const lg_master *m, void *buf, long long cap)
+{
+    if (!m)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_save("master", MASTER_CHECKPOINT, transfer, m, buf, cap);
+}
+
+int lg_master_load(lg_master *m, const void *buf, long long n)
+{
+    if (!m)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_load("master", MASTER_CHECKPOINT, transfer, m, buf, n);
+}

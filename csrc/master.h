@@ -43,6 +43,13 @@ int lg_master_finish(lg_master *m, float *out, int cap);
 long long lg_master_limited(const lg_master *m);
 double lg_master_max_reduction_db(const lg_master *m);
 long long lg_master_nonfinite(const lg_master *m);
+
+/* A checkpoint of the stream (checkpoint.h) in buf (cap bytes): its size (buf NULL: only the
+ * size), or LG_ERR_CAPACITY. */
+long long lg_master_save(const lg_master *m, void *buf, long long cap);
+/* Restores a checkpoint into a chain made with the same parameters: LG_OK, or
+ * LG_ERR_CORRUPT / LG_ERR_MISMATCH with the chain unchanged. */
+int lg_master_load(lg_master *m, const void *buf, long long n);
 /* cffi:end */
 
 #endif

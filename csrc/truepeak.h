@@ -24,6 +24,13 @@ double lg_truepeak_max(const lg_truepeak *tp);
 double lg_truepeak_channel_max(const lg_truepeak *tp, int channel);
 /* Non-finite input samples seen so far; each was measured as 0.0. */
 long long lg_truepeak_nonfinite(const lg_truepeak *tp);
+
+/* A checkpoint of the stream (checkpoint.h) in buf (cap bytes): its size (buf NULL: only the
+ * size), or LG_ERR_CAPACITY. */
+long long lg_truepeak_save(const lg_truepeak *tp, void *buf, long long cap);
+/* Restores a checkpoint into a meter of the same channel count: LG_OK, or LG_ERR_CORRUPT /
+ * LG_ERR_MISMATCH with the meter unchanged. */
+int lg_truepeak_load(lg_truepeak *tp, const void *buf, long long n);
 /* cffi:end */
 
 /* The state's part of a checkpoint (checkpoint.h), for the kernels that embed the meter. */

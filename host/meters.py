@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoints import load_kernel, save_kernel
 from .kernels import OutBuffers, check, ffi, frames_of, lib, owned, view
 
 LOUDNESS_LAYOUTS = "1-5 channels (L R C Ls Rs) or 6 (5.1: L R C LFE Ls Rs)"
@@ -220,6 +221,13 @@ class TruePeakMeter:
         frames = frames_of(block, self.channels)
         status = lib.lg_truepeak_process(self._state, _frames_ptr(frames), len(frames))
         check(status, "lg_truepeak_process")
+
+    def save(self) -> bytes:
+        """A checkpoint of the meter (``legato.checkpoints``)."""
+        return save_kernel(lib.lg_truepeak_save, self._state)
+
+    def load(self, data: bytes, what: str) -> None:
+        load_kernel(lib.lg_truepeak_load, self._state, data, what)
 
     @property
     def peak(self) -> float:

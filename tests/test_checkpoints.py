@@ -135,3 +135,49 @@ def test_a_kernel_checkpoint_of_another_kernel_is_refused() -> None:
     pitch_fields, pitch_blobs = unpack(pitch.checkpoint(), "pitch_yin", 1)
     with pytest.raises(CheckpointError, match="does not fit"):
         pitch.restore(pack("pitch_yin", 1, pitch_fields, {**pitch_blobs, "yin": blobs["onsets"]}))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cut=st.floats(0.0, 1.0),
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=4),
+    seed=st.integers(0, 3),
+    loud=st.booleans(),
+)
+def test_a_restored_mastering_stage_continues_bit_for_bit(
+    cut: float, sizes: list[int], seed: int, loud: bool
+) -> None:
+    """lwrp_master (an audio stage: expander and lookahead limiter) restored anywhere gives the
+    same audio, sample for sample, and the same events as the stage that never stopped."""
+    audio = take(1.5, 2, seed) * (np.float32(3.0) if loud else np.float32(0.5))
+    params = {"integrated_lufs": -7.0, "crest_db": 7.0} if loud else {}
+    _, whole = fresh("lwrp_master", 2, **params)
+    out, events = whole.process_audio(audio)
+    tail, more = whole.finish_audio()
+    expected = (np.concatenate([out, tail]), events + more)
+    _, first = fresh("lwrp_master", 2, **params)
+    at = int(cut * len(audio))
+    pieces, events = [], []
+    for block in split(audio[:at], sizes):
+        piece, found = first.process_audio(block)
+        pieces.append(piece)
+        events += found
+    _, second = fresh("lwrp_master", 2, **params)
+    second.restore(first.checkpoint())
+    assert second.checkpoint() == first.checkpoint()
+    for block in split(audio[at:], sizes[::-1]):
+        piece, found = second.process_audio(block)
+        pieces.append(piece)
+        events += found
+    piece, found = second.finish_audio()
+    pieces.append(piece)
+    assert np.array_equal(np.concatenate(pieces), expected[0])
+    assert events + found == expected[1]
+
+
+def test_a_mastering_checkpoint_of_another_plan_does_not_fit() -> None:
+    _, loud = fresh("lwrp_master", 2, integrated_lufs=-7.0, crest_db=7.0)
+    loud.process_audio(np.zeros((RATE, 2), dtype=np.float32))
+    _, plain = fresh("lwrp_master", 2)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        plain.restore(loud.checkpoint())

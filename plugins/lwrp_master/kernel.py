@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from legato.checkpoints import load_kernel, save_kernel
 from legato.kernels import check, lib, owned, view
 
 from .params import MasterParams
@@ -56,6 +57,12 @@ class MasterKernel:
         count = lib.lg_master_finish(self._state, view(out, "float"), self.latency)
         check(count, "lg_master_finish")
         return out[:count]
+
+    def save(self) -> bytes:
+        return save_kernel(lib.lg_master_save, self._state)
+
+    def load(self, data: bytes, what: str) -> None:
+        load_kernel(lib.lg_master_load, self._state, data, what)
 
     @property
     def limited(self) -> int:

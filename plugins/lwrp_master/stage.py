@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from legato.checkpoints import pack, reading, unpack
 from legato.kernels import frames_of
 from legato.meters import DB_FLOOR, TruePeakMeter
 from legato.stage import Event, StreamFormat
@@ -14,6 +15,9 @@ from legato.stage import Event, StreamFormat
 from .kernel import MasterKernel
 from .params import MasterParams
 from .plan import MasteringPlan, expected_after, known, plan_mastering
+
+CHECKPOINT = ("lwrp_master", 1)
+"""The stage's checkpoint name and version (raised whenever what it holds changes)."""
 
 
 def _db(amplitude: float) -> float:
@@ -73,6 +77,28 @@ class LwrpMaster:
 
     def process(self, block: np.ndarray) -> list[Event]:
         return self.process_audio(block)[1]
+
+    def checkpoint(self) -> bytes:
+        fields = {"frames": self._frames, "announced": self._announced, "finished": self._finished}
+        blobs = {"master": self._kernel.save(), "meter": self._meter.save()}
+        return pack(*CHECKPOINT, fields, blobs)
+
+    def restore(self, data: bytes) -> None:
+        """The plan is not in the checkpoint: it follows from the params, which must be the
+        same (the kernel's checkpoint checks the gain and expander it was made with)."""
+        fields, blobs = unpack(data, *CHECKPOINT)
+        with reading(CHECKPOINT[0]):
+            frames = int(fields["frames"])
+            announced, finished = bool(fields["announced"]), bool(fields["finished"])
+            master, meter = blobs["master"], blobs["meter"]
+        backup = self._meter.save()
+        self._meter.load(meter, CHECKPOINT[0])
+        try:
+            self._kernel.load(master, CHECKPOINT[0])
+        except Exception:
+            self._meter.load(backup, CHECKPOINT[0])
+            raise
+        self._frames, self._announced, self._finished = frames, announced, finished
 
     def finish(self) -> list[Event]:
         return self.finish_audio()[1]
