@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "fft.h"
 #include "loudness.h"
 #include "onsets.h"
@@ -858,3 +859,60 @@ long long lg_fingerprint_frames(const lg_fingerprint *s) { return s ? s->frames 
 long long lg_fingerprint_nonfinite(const lg_fingerprint *s) { return s ? s->nonfinite : 0; }
 
 long long lg_fingerprint_onsets(const lg_fingerprint *s) { return s ? s->env.onsets : 0; }
+
+#define FINGERPRINT_CHECKPOINT 1
+
+static void transfer(lg_ck *ck, void *state)
+{
+    lg_fingerprint *s = state;
+    const int config[] = {s->rate, s->channels, s->n,      s->hop,  s->ohop,
+                          s->owin, s->block,    s->ws,     s->wm,   s->k_lo,
+                          s->k_hi, s->c_lo,     s->c_hi,   s->tau_lo, s->tau_hi,
+                          s->wait, s->lookahead, s->lags};
+    lg_ck_config(ck, config, sizeof config);
+    int block[2] = {s->blk_len, s->grp_blocks};
+    long long counts[3] = {s->frames, s->reports, s->groups};
+    lg_fingerprint_env env = s->env;
+    lg_ck_value(ck, block, sizeof block);
+    lg_ck_value(ck, counts, sizeof counts);
+    lg_ck_value(ck, &env, sizeof env);
+    if (block[0] < 0 || block[0] >= s->block || block[1] < 0 || counts[0] < 0 || counts[1] < 0 ||
+        counts[2] < 0 || env.frames < 0 || env.decided < 0 || env.decided > env.frames)
+        lg_ck_refuse(ck);
+    lg_loudness_transfer(ck, s->meter);
+    lg_onsets_transfer(ck, s->onsets);
+    lg_ck_state(ck, s->ring, sizeof(double) * (size_t)s->n);
+    double *sums[] = {&s->blk_sq,   &s->blk_peak, &s->blk_ll,     &s->blk_rr,   &s->blk_lr,
+                      &s->hop_sq,   &s->grp_sq,   &s->grp_peak,   &s->total_sq, &s->peak,
+                      &s->ll,       &s->rr,       &s->lr,         &s->crest_sum,
+                      &s->crest_sum2, &s->peak_sum, &s->peak_max};
+    for (size_t k = 0; k < sizeof sums / sizeof sums[0]; k++)
+        lg_ck_state(ck, sums[k], sizeof(double));
+    lg_ck_state(ck, &s->nonfinite, sizeof s->nonfinite);
+    lg_ck_state(ck, &s->silent, sizeof s->silent);
+    lg_ck_state(ck, s->hop_energy, sizeof s->hop_energy);
+    lg_ck_state(ck, &s->spec_acc, sizeof s->spec_acc);
+    lg_ck_state(ck, &s->hist, sizeof s->hist);
+    if (lg_ck_restoring(ck)) {
+        s->blk_len = block[0];
+        s->grp_blocks = block[1];
+        s->frames = counts[0];
+        s->reports = counts[1];
+        s->groups = counts[2];
+        s->env = env;
+    }
+}
+
+long long lg_fingerprint_save(const lg_fingerprint *s, void *buf, long long cap)
+{
+    if (!s)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_save("fprint", FINGERPRINT_CHECKPOINT, transfer, s, buf, cap);
+}
+
+int lg_fingerprint_load(lg_fingerprint *s, const void *buf, long long n)
+{
+    if (!s)
+        return LG_ERR_ARGUMENT;
+    return lg_ck_load("fprint", FINGERPRINT_CHECKPOINT, transfer, s, buf, n);
+}

@@ -108,6 +108,13 @@ long long lg_fingerprint_frames(const lg_fingerprint *s);
 long long lg_fingerprint_nonfinite(const lg_fingerprint *s);
 /* Onsets found so far in the completed onset frames. */
 long long lg_fingerprint_onsets(const lg_fingerprint *s);
+
+/* A checkpoint of the stream (checkpoint.h) in buf (cap bytes): its size (buf NULL: only the
+ * size), or LG_ERR_CAPACITY. */
+long long lg_fingerprint_save(const lg_fingerprint *s, void *buf, long long cap);
+/* Restores a checkpoint into a fingerprinter of the same rate and channels: LG_OK, or
+ * LG_ERR_CORRUPT / LG_ERR_MISMATCH with it unchanged. */
+int lg_fingerprint_load(lg_fingerprint *s, const void *buf, long long n);
 /* cffi:end */
 
 #endif

@@ -509,9 +509,8 @@ int lg_onsets_flux(lg_onsets *s, const float *in, int n, double *flux, int cap)
 
 #define ONSETS_CHECKPOINT 1
 
-static void transfer(lg_ck *ck, void *state)
+void lg_onsets_transfer(lg_ck *ck, lg_onsets *s)
 {
-    lg_onsets *s = state;
     const int config[] = {s->window,   s->hop,     s->nfft,     s->mu,       s->persist,
                           s->latency,  s->pre_avg, s->post_avg, s->pre_max,  s->post_max,
                           s->nbands,   s->bin_lo,  s->bin_hi,   s->rows,     s->ring};
@@ -547,6 +546,8 @@ static void transfer(lg_ck *ck, void *state)
         s->decided = counts[2];
     }
 }
+
+static void transfer(lg_ck *ck, void *state) { lg_onsets_transfer(ck, state); }
 
 long long lg_onsets_save(const lg_onsets *s, void *buf, long long cap)
 {

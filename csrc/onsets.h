@@ -32,6 +32,7 @@
 
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "status.h"
 
 /* cffi:begin */
@@ -85,5 +86,8 @@ int lg_onsets_latency(const lg_onsets *s);
 int lg_onsets_bands(const lg_onsets *s);
 int64_t lg_onsets_offset(const lg_onsets *s);
 /* cffi:end */
+
+/* The state's part of a checkpoint (checkpoint.h), for the kernels that embed a detector. */
+void lg_onsets_transfer(lg_ck *ck, lg_onsets *s);
 
 #endif

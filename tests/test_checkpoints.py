@@ -17,7 +17,7 @@ from legato.stage import Event
 from legato.testing import make_stage, split, stage_input
 
 RATE = 44100
-STAGES = ("pitch_yin", "onsets_flux", "dynamics")
+STAGES = ("pitch_yin", "onsets_flux", "dynamics", "fingerprint25d")
 
 
 def take(seconds: float, channels: int, seed: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from legato.checkpoints import load_kernel, save_kernel
 from legato.kernels import check, frames_of, lib, owned, view
 
 MAX_CALL_FRAMES = 1 << 20
@@ -45,6 +46,12 @@ class FingerprintKernel:
         """The 25 values for the frames fed so far, as if the stream ended here."""
         check(lib.lg_fingerprint_result(self._state, self._out_ptr), "lg_fingerprint_result")
         return tuple(self._out.tolist())
+
+    def save(self) -> bytes:
+        return save_kernel(lib.lg_fingerprint_save, self._state)
+
+    def load(self, data: bytes, what: str) -> None:
+        load_kernel(lib.lg_fingerprint_load, self._state, data, what)
 
     def reset(self) -> None:
         lib.lg_fingerprint_reset(self._state)

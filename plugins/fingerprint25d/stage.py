@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from legato.checkpoints import pack, reading, unpack
 from legato.stage import Event, StreamFormat
 
 from .dimensions import ALGORITHM_VERSION, NAMES
 from .fingerprint import window_frames
 from .kernel import FingerprintKernel
 from .params import Fingerprint25dParams
+
+CHECKPOINT = ("fingerprint25d", 1)
+"""The stage's checkpoint name and version (raised whenever what it holds changes)."""
 
 
 class Fingerprint25d:
@@ -29,6 +33,16 @@ class Fingerprint25d:
             self._kernel.process(block[: self._limit - fed])
         self._samples += len(block)
         return []
+
+    def checkpoint(self) -> bytes:
+        return pack(*CHECKPOINT, {"samples": self._samples}, {"kernel": self._kernel.save()})
+
+    def restore(self, data: bytes) -> None:
+        fields, blobs = unpack(data, *CHECKPOINT)
+        with reading(CHECKPOINT[0]):
+            samples, kernel = int(fields["samples"]), blobs["kernel"]
+        self._kernel.load(kernel, CHECKPOINT[0])
+        self._samples = samples
 
     def finish(self) -> list[Event]:
         return [
