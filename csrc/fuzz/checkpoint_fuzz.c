@@ -1,4 +1,4 @@
-/* Checkpoints of the streaming kernels (yin, onsets, dynamics): a stream cut at any point and
+/* Checkpoints of the streaming kernels (yin, onsets, dynamics, master, fingerprint): a stream cut at any point and
  * continued from a checkpoint in a fresh state gives what the whole stream gives; a checkpoint
  * cut short is refused as corrupt; and one altered anywhere with its checksum made right again
  * (so the kernel's own checks are what stand in the way: a range read from it, a configuration
@@ -6,6 +6,8 @@
  * was. What a state does with stream values someone forged and sealed is not in question. */
 #include "../checkpoint.h"
 #include "../dynamics.h"
+#include "../fingerprint.h"
+#include "../master.h"
 #include "../onsets.h"
 #include "../yin.h"
 #include "input.h"
@@ -78,10 +80,52 @@ static int dynamics_feed(void *s, const float *x, int n, double *out, int cap)
     return got;
 }
 
+static void *master_make(void)
+{
+    return lg_master_new(2, 8000.0, 3.0, 0.5, 12.0, 5.0, 200.0, -1.0, 5.0, 50.0);
+}
+static void master_destroy(void *s) { lg_master_free(s); }
+static long long master_save(const void *s, void *b, long long c) { return lg_master_save(s, b, c); }
+static int master_load(void *s, const void *b, long long n) { return lg_master_load(s, b, n); }
+/* The left channel of the frames the chain releases. */
+static int master_feed(void *s, const float *x, int n, double *out, int cap)
+{
+    FUZZ_CHECK(n <= cap);
+    float *pcm = malloc(sizeof(float) * 2 * (size_t)(n + 1));
+    int got = lg_master_process(s, x, n, pcm, n);
+    FUZZ_CHECK(got >= 0 && got <= n);
+    for (int i = 0; i < got; i++)
+        out[i] = pcm[2 * i];
+    free(pcm);
+    return got;
+}
+
+static void *fingerprint_make(void) { return lg_fingerprint_new(8000, 2); }
+static void fingerprint_destroy(void *s) { lg_fingerprint_free(s); }
+static long long fingerprint_save(const void *s, void *b, long long c)
+{
+    return lg_fingerprint_save(s, b, c);
+}
+static int fingerprint_load(void *s, const void *b, long long n)
+{
+    return lg_fingerprint_load(s, b, n);
+}
+/* No outputs while streaming: the 25 values once the stream is fed (the second call, on the
+ * restored state, gives the values of the whole stream). */
+static int fingerprint_feed(void *s, const float *x, int n, double *out, int cap)
+{
+    FUZZ_CHECK(lg_fingerprint_process(s, x, n) >= 0 && cap >= 0);
+    (void)out;
+    return 0;
+}
+
 static const kernel KERNELS[] = {
     {yin_make, yin_destroy, yin_save, yin_load, yin_feed, 1},
     {onsets_make, onsets_destroy, onsets_save, onsets_load, onsets_feed, 1},
     {dynamics_make, dynamics_destroy, dynamics_save, dynamics_load, dynamics_feed, 2},
+    {master_make, master_destroy, master_save, master_load, master_feed, 2},
+    {fingerprint_make, fingerprint_destroy, fingerprint_save, fingerprint_load,
+     fingerprint_feed, 2},
 };
 
 static unsigned char *checkpoint(const kernel *k, void *state, long long *size)
@@ -97,7 +141,7 @@ static unsigned char *checkpoint(const kernel *k, void *state, long long *size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_input in = {data, size};
-    const kernel *k = &KERNELS[fuzz_int(&in, 0, 2)];
+    const kernel *k = &KERNELS[fuzz_int(&in, 0, sizeof KERNELS / sizeof KERNELS[0] - 1)];
     int cut_at = fuzz_int(&in, 0, 65535);
     int flips = fuzz_int(&in, 0, 8);
     int flip_at[8], flip_bits[8];
@@ -124,6 +168,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(n_first + n_rest == n_whole);
     for (int i = 0; i < n_whole; i++)
         FUZZ_CHECK(memcmp(&whole[i], &parts[i], sizeof(double)) == 0);
+    if (k->make == fingerprint_make) {
+        double va[32], vc[32];
+        FUZZ_CHECK(lg_fingerprint_result(a, va) >= 0 && lg_fingerprint_result(c, vc) >= 0);
+        FUZZ_CHECK(memcmp(va, vc, sizeof(double) * (size_t)lg_fingerprint_dimensions()) == 0);
+    }
 
     /* Altered and re-sealed: loads or is refused, and the refused state is untouched. */
     if (flips && n > HEADER) {
