@@ -91,6 +91,7 @@ class PlaybackSession(Session):
         planner = next(s.type for s in pipeline.stages if s.id == pipeline.output)
         pipeline = with_track_measurements(pipeline, track_measurements(planner, measured))
         super().__init__(start, pipeline, settings, *ids)
+        self.migratable = False  # its track, position and credit are not in a session's state
         self.audio = audio
         self.frames = audio.frames
         self.credit = 0
