@@ -68,6 +68,33 @@ def run_blocks(
     return events
 
 
+def run_restored(
+    stage_type: str | StageType,
+    audio: np.ndarray,
+    sample_rate: int,
+    cut: int,
+    block_sizes: Iterable[int] | None = None,
+    **params: Any,
+) -> list[Event]:
+    """``run_blocks``, but the stage is checkpointed after ``cut`` frames and the rest of the
+    stream goes to a fresh instance restored from that checkpoint (as a session that moved to
+    another host): for a stage that implements ``legato.checkpoints.Checkpointing``, the
+    events must be those of ``run_blocks``."""
+    channels = 1 if np.ndim(audio) == 1 else np.shape(audio)[1]
+    st, first = make_stage(stage_type, sample_rate, channels, **params)
+    _, second = make_stage(st, sample_rate, channels, **params)
+    data = stage_input(st, audio)
+    sizes = list(block_sizes) if block_sizes is not None else None
+    events: list[Event] = []
+    for block in split(data[:cut], sizes):
+        events.extend(first.process(block))
+    second.restore(first.checkpoint())  # type: ignore[attr-defined]
+    for block in split(data[cut:], sizes):
+        events.extend(second.process(block))
+    events.extend(second.finish())
+    return events
+
+
 def split(data: np.ndarray, block_sizes: Iterable[int] | None) -> list[np.ndarray]:
     """Cut ``data`` into consecutive contiguous blocks of the given sizes (cycled)."""
     if block_sizes is None:

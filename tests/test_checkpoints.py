@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from legato.checkpoints import CheckpointError, Checkpointing, pack, unpack
 from legato.stage import Event
-from legato.testing import make_stage, split, stage_input
+from legato.testing import make_stage, run_restored, split, stage_input
 
 RATE = 44100
 STAGES = ("pitch_yin", "onsets_flux", "dynamics", "fingerprint25d")
@@ -74,6 +74,7 @@ def test_a_restored_stage_continues_exactly(
         events.extend(second.process(block))
     events.extend(second.finish())
     assert events == expected
+    assert run_restored(kind, audio, RATE, at, sizes) == expected
 
 
 @pytest.mark.parametrize("kind", STAGES)
