@@ -211,6 +211,14 @@ class Storage(Protocol):
     async def get_checkpoint(self, session_id: str) -> CheckpointRecord | None:
         """The session's latest checkpoint, or None (none written, or the session ended)."""
 
+    async def renew_leases(self, holder: str, session_ids: list[str], now: dt.datetime) -> None:
+        """``holder`` (a serving process) still holds these live sessions, as of ``now``."""
+
+    async def expired_leases(self, before: dt.datetime) -> list[SessionRecord]:
+        """The active sessions whose lease was last renewed before ``before`` and that have no
+        checkpoint stored since: their holder died (on any machine), and no process continued
+        them. Their start rows, as recorded."""
+
     async def get_fingerprint(
         self, path: str, size: int, mtime_ns: int, version: int
     ) -> FingerprintRecord | None:

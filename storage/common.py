@@ -73,8 +73,38 @@ def period_start(day: dt.date, period: str) -> dt.date:
     return day.replace(day=1)
 
 
+EXPIRED_LEASES = """
+SELECT s.id, s.pipeline, s.source, s.sample_rate, s.channels, s.started_at, u.name AS user_name,
+       s.piece, s.genre, s.target_tempo
+FROM leases AS l JOIN sessions AS s ON s.id = l.session_id
+LEFT JOIN users AS u ON u.id = s.user_id
+WHERE s.status = 'active' AND l.renewed_at < {before}
+  AND NOT EXISTS (SELECT 1 FROM checkpoints AS c
+                  WHERE c.session_id = s.id AND c.created_at >= {before})
+ORDER BY s.id
+"""
+"""Active sessions whose holder stopped renewing their lease before ``before`` and that have no
+checkpoint since (from which another process may still continue them)."""
+
+
+def leased_session(row: Any, started_at: dt.datetime) -> SessionRecord:
+    """The start row of a session ``EXPIRED_LEASES`` found (its columns in that order)."""
+    return SessionRecord(
+        id=row[0],
+        pipeline=row[1],
+        source=row[2],
+        sample_rate=row[3],
+        channels=row[4],
+        started_at=started_at,
+        user=row[6],
+        piece=row[7],
+        genre=row[8],
+        target_tempo=row[9],
+    )
+
+
 def ended_sessions(batch: Batch) -> set[str]:
-    """The sessions the batch ends: their checkpoints are of no more use."""
+    """The sessions the batch ends: their checkpoints and leases are of no more use."""
     return {s.id for s in batch.sessions if s.status != "active"}
 
 

@@ -111,8 +111,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_migrate_creates_the_default_database(tmp_path: Path) -> None:
     assert ok("db", "migrate", cwd=tmp_path) == {
         "db": "sqlite:///legato.db",
-        "applied": [1, 2],
-        "version": 2,
+        "applied": [1, 2, 3],
+        "version": 3,
     }
     assert (tmp_path / "legato.db").is_file()
     assert ok("db", "migrate", cwd=tmp_path)["applied"] == []
@@ -126,7 +126,7 @@ def test_two_processes_migrating_at_once(tmp_path: Path) -> None:
     ]
     answers = [json.loads(p.communicate(timeout=60)[0]) for p in running]
     assert [p.returncode for p in running] == [0, 0]
-    assert sorted(v for a in answers for v in a["applied"]) == [1, 2]
+    assert sorted(v for a in answers for v in a["applied"]) == [1, 2, 3]
 
 
 def test_queries_print_json(history: str, tmp_path: Path) -> None:

@@ -274,13 +274,14 @@ async def test_migrations_apply_once_across_concurrent_processes(pg_url: str) ->
         for storage in storages:
             nursery.start_soon(migrate, storage)
     try:
-        assert sorted(v for versions in applied for v in versions) == [1, 2]
-        assert [await s.schema_version() for s in storages] == [2, 2, 2, 2]
+        assert sorted(v for versions in applied for v in versions) == [1, 2, 3]
+        assert [await s.schema_version() for s in storages] == [3, 3, 3, 3]
         assert await storages[0].migrate() == []
         ledger = await _sql(pg_url, "SELECT version, name FROM schema_migrations")
         assert sorted((r["version"], r["name"]) for r in ledger) == [
             (1, "initial schema"),
             (2, "checkpoints of live sessions"),
+            (3, "leases of live sessions"),
         ]
         tables = {
             r["table_name"]
@@ -300,6 +301,7 @@ async def test_migrations_apply_once_across_concurrent_processes(pg_url: str) ->
             "tracks",
             "fingerprints",
             "checkpoints",
+            "leases",
         }
     finally:
         for storage in storages:

@@ -308,6 +308,28 @@ async def test_checkpoints_latest_kept_and_dropped_at_the_end(storage: Storage, 
     assert await storage.get_checkpoint(sid) is None
 
 
+async def test_leases_expire_unless_renewed_or_checkpointed(storage: Storage, uid: str) -> None:
+    """A session whose lease was renewed before the cut-off and that has no checkpoint since is
+    expired; renewed, checkpointed since, or ended, it is not."""
+    quiet, renewed, checkpointed, ended_sid = (f"{uid}-{n}" for n in ("q", "r", "c", "e"))
+    rows = {
+        sid: session(sid, user=uid, piece="p") for sid in (quiet, renewed, checkpointed, ended_sid)
+    }
+    await storage.write(Batch(sessions=tuple(rows.values())))
+    t0 = T0 + dt.timedelta(days=1)
+    await storage.renew_leases("host-a", list(rows), t0)
+    late = t0 + dt.timedelta(seconds=30)
+    await storage.renew_leases("host-b", [renewed], late)
+    later_checkpoint = attrs.evolve(checkpoint(checkpointed, 3), created_at=late)
+    await storage.write(Batch(checkpoints=(later_checkpoint,)))
+    await storage.write(Batch(sessions=(ended(rows[ended_sid], 1.0),)))
+    expired = await storage.expired_leases(t0 + dt.timedelta(seconds=10))
+    mine = [r for r in expired if r.id.startswith(uid)]
+    assert [r.id for r in mine] == [quiet]
+    assert (mine[0].user, mine[0].piece, mine[0].started_at) == (uid, "p", T0)
+    assert mine[0].status == "active"
+
+
 async def test_events_of_an_unknown_session_reject_the_whole_batch(
     storage: Storage, uid: str
 ) -> None:

@@ -43,7 +43,7 @@ from trio_websocket import open_websocket_url
 
 from legato.client.session import auth_headers, connect
 from legato.server.auth import issue_token
-from legato.storage import open_storage
+from legato.storage import StorageError, open_storage
 from legato.testing import registry
 
 if TYPE_CHECKING:
@@ -450,3 +450,66 @@ async def test_a_killed_workers_checkpointed_session_continues_in_its_replacemen
     assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
     assert without_seq(seen) == offline(take, 512)
     assert "continued here from its checkpoint" in log.read_text()
+
+
+async def test_a_killed_hosts_session_is_abandoned_through_its_lease(
+    tmp_path: Path, take: Path, postgres_database: str
+) -> None:
+    """Two single-process servers on one Postgres database, each with its own spool and
+    journal folder (as on two machines). SIGKILL one while a session streams: the other
+    records that session abandoned once its lease has expired, and leaves its own alone."""
+    config = tmp_path / "short.toml"
+    default = resources.files("legato.config").joinpath("default.toml").read_text()
+    config.write_text(f"{default}\n[server]\nresume_grace_s = 1.0\ncheckpoint_interval_s = 0\n")
+    served = ["--workers", "1", "--db", postgres_database, "--config", str(config)]
+
+    async def status(session_id: str) -> str | None:
+        storage = open_storage(postgres_database, registry())
+        await storage.connect()
+        try:
+            return str((await storage.get_session(session_id))["status"])
+        except StorageError:
+            return None
+        finally:
+            await storage.close()
+
+    async def open_session(port: int) -> tuple[Any, str]:
+        context = open_websocket_url(url(port))
+        ws = await context.__aenter__()
+        hello = await receive(ws)
+        start = {"type": "start", "pipeline": "analyze", "sample_rate": RATE}
+        await ws.send_message(json.dumps(start))
+        assert (await receive(ws))["type"] == "started"
+        await ws.send_message(blocks_of(take)[0].astype("<f4").tobytes())
+        return context, hello["session_id"]
+
+    homes = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    for home in homes:
+        home.mkdir()
+    with legato_serve(homes[0], *served) as survivor:
+        kept_context, kept = await open_session(survivor)
+        port = free_port()
+        command = [sys.executable, "-m", "legato.cli", "serve", *served, "--port", str(port)]
+        with (homes[1] / "serve.log").open("wb") as log:
+            doomed = subprocess.Popen(command, stderr=log, cwd=homes[1])
+        try:
+            wait_for(lambda: listening(port))
+            lost_context, lost = await open_session(port)
+            with trio.fail_after(20):
+                while await status(lost) != "active":
+                    await trio.sleep(0.1)
+            await trio.sleep(2.5)  # its lease renewed at least once
+            doomed.kill()
+            doomed.wait(timeout=10)
+        finally:
+            doomed.kill()
+        with contextlib.suppress(Exception):
+            await lost_context.__aexit__(None, None, None)
+        with trio.fail_after(30):
+            while await status(lost) != "abandoned":
+                await trio.sleep(0.2)
+        assert await status(kept) == "active", "a living host's session is not touched"
+        # the dead host's journal is still there, in a folder no other host reads: the lease
+        # closed the session
+        assert list((homes[1] / "legato-spool" / "journals").glob("*/*.journal"))
+        await kept_context.__aexit__(None, None, None)

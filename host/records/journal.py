@@ -73,7 +73,7 @@ async def recover_orphans(
                 if fresh_s > 0 and await _checkpointed_since(row.id, recorder, now - fresh_s):
                     deferred += 1
                     continue
-                recorder.session_ended(await _abandoned(row, recorder, now), None)
+                recorder.session_ended(await abandoned(row, recorder, now), None)
                 count += 1
             if not deferred:
                 path.unlink(missing_ok=True)
@@ -93,7 +93,7 @@ async def _checkpointed_since(session_id: str, recorder: Recorder, since: float)
     return found is not None and found.created_at.timestamp() > since
 
 
-async def _abandoned(row: SessionRecord, recorder: Recorder, now: float) -> SessionRecord:
+async def abandoned(row: SessionRecord, recorder: Recorder, now: float) -> SessionRecord:
     """The final row of a session a dead process left open: how far it got by its last stored
     event (where the database cannot tell, it ends now with what its start row says)."""
     try:

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from functools import partial
 
 import trio
@@ -34,6 +35,7 @@ from ..protocol.messages import (
     encode,
 )
 from ..records.journal import Journal, OrphanWatch, journal_folder, recover_orphans
+from ..records.leases import LeaseKeeper
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
 from . import handoff, tls
@@ -193,7 +195,21 @@ class Server:
 
     async def _watch_orphans(self, orphans: OrphanWatch) -> None:
         with self._watching:
-            await orphans.run()
+            async with trio.open_nursery() as watching:
+                watching.start_soon(orphans.run)
+                if self.recorder is not None:
+                    keeper = LeaseKeeper(
+                        self.recorder,
+                        uuid.uuid4().hex,
+                        self._recorded_sessions,
+                        ORPHAN_LOOK_S,
+                        orphans.fresh_s + 3 * ORPHAN_LOOK_S,
+                    )
+                    watching.start_soon(keeper.run)
+
+    def _recorded_sessions(self) -> list[str]:
+        """The sessions this process holds that are recorded (their leases it renews)."""
+        return [i for i, s in self.sessions.items() if s.recording.recorder is not None]
 
     async def _drain(self) -> None:
         self.shutting_down = True

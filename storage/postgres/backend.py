@@ -17,6 +17,7 @@ from legato.storage import (
     CheckpointRecord,
     FingerprintRecord,
     Period,
+    SessionRecord,
     StorageError,
     redact,
 )
@@ -130,6 +131,13 @@ class PostgresStorage:
 
     async def last_event(self, session_id: str) -> dict[str, Any] | None:
         return await self._with_conn(queries.last_event, session_id)
+
+    async def renew_leases(self, holder: str, session_ids: list[str], now: dt.datetime) -> None:
+        if session_ids:
+            await self._with_conn(queries.renew_leases, holder, session_ids, now)
+
+    async def expired_leases(self, before: dt.datetime) -> list[SessionRecord]:
+        return await self._with_conn(queries.expired_leases, before)
 
     async def get_checkpoint(self, session_id: str) -> CheckpointRecord | None:
         return await self._with_conn(queries.get_checkpoint, session_id)

@@ -13,7 +13,7 @@ import attrs
 
 from legato.storage import StorageError
 
-from .schema import V1, V2
+from .schema import V1, V2, V3
 
 LOCK_KEY = 0x6C6567_61746F  # "legato": the advisory lock id every legato process agrees on
 
@@ -28,6 +28,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", V1),
     Migration(2, "checkpoints of live sessions", V2),
+    Migration(3, "leases of live sessions", V3),
 )
 LATEST = MIGRATIONS[-1].version
 

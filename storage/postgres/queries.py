@@ -21,6 +21,7 @@ import asyncpg
 from legato.storage import Batch, CheckpointRecord, SessionRecord, StorageError
 
 from ..common import (
+    EXPIRED_LEASES,
     RESULT_COLUMNS,
     SESSION_COLUMNS,
     check_limit,
@@ -30,6 +31,7 @@ from ..common import (
     ended_sessions,
     event_page,
     finished_sessions,
+    leased_session,
     period_start,
     require_utc,
     result_values,
@@ -190,6 +192,7 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch, *, direct: bool = 
     ended = sorted(ended_sessions(batch))
     if ended:
         await conn.execute("DELETE FROM checkpoints WHERE session_id = ANY($1::text[])", ended)
+        await conn.execute("DELETE FROM leases WHERE session_id = ANY($1::text[])", ended)
     finished = sorted(finished_sessions(batch))
     if finished:
         for row in await conn.fetch(_FINISHED_USERS, finished):
@@ -339,6 +342,24 @@ ON CONFLICT (session_id) DO UPDATE SET
     created_at = excluded.created_at
 WHERE excluded.seq >= checkpoints.seq
 """
+
+
+_RENEW_LEASE = """
+INSERT INTO leases (session_id, holder, renewed_at) VALUES ($1, $2, $3)
+ON CONFLICT (session_id) DO UPDATE SET holder = excluded.holder, renewed_at = excluded.renewed_at
+"""
+
+
+async def renew_leases(
+    conn: asyncpg.Connection, holder: str, session_ids: list[str], now: dt.datetime
+) -> None:
+    stamp = require_utc(now)
+    await conn.executemany(_RENEW_LEASE, [(i, holder, stamp) for i in session_ids])
+
+
+async def expired_leases(conn: asyncpg.Connection, before: dt.datetime) -> list[SessionRecord]:
+    rows = await conn.fetch(EXPIRED_LEASES.format(before="$1"), require_utc(before))
+    return [leased_session(tuple(r.values()), r["started_at"]) for r in rows]
 
 
 async def get_checkpoint(conn: asyncpg.Connection, session_id: str) -> CheckpointRecord | None:

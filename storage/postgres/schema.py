@@ -137,3 +137,11 @@ CREATE TABLE checkpoints (
     created_at timestamptz NOT NULL
 );
 """
+
+V3 = """
+CREATE TABLE leases (
+    session_id text COLLATE "C" PRIMARY KEY,
+    holder text NOT NULL,
+    renewed_at timestamptz NOT NULL
+);
+"""

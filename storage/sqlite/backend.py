@@ -17,6 +17,7 @@ from legato.storage import (
     CheckpointRecord,
     FingerprintRecord,
     Period,
+    SessionRecord,
     StorageError,
     StorageUnavailable,
     redact,
@@ -27,7 +28,7 @@ from .errors import translate
 from .params import SQLiteParams, database_path
 from .schema import apply_migrations, schema_version
 from .threads import Connection, ReaderPool, Stalled, WriterThread, connect
-from .writes import write_batch
+from .writes import renew_leases, write_batch
 
 T = TypeVar("T")
 
@@ -205,6 +206,19 @@ class SQLiteStorage:
     async def last_event(self, session_id: str) -> dict[str, Any] | None:
         return await self._read(
             lambda conn: queries.last_event(conn, session_id), "reading a session's last event"
+        )
+
+    async def renew_leases(self, holder: str, session_ids: list[str], now: dt.datetime) -> None:
+        if session_ids:
+            await self._write(
+                lambda conn: renew_leases(conn.raw, holder, session_ids, now),
+                "renewing leases",
+                self.params.timeout_s,
+            )
+
+    async def expired_leases(self, before: dt.datetime) -> list[SessionRecord]:
+        return await self._read(
+            lambda conn: queries.expired_leases(conn, before), "reading expired leases"
         )
 
     async def get_checkpoint(self, session_id: str) -> CheckpointRecord | None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from legato.storage import CheckpointRecord, StorageError
+from legato.storage import CheckpointRecord, SessionRecord, StorageError
 
 from ..common import (
+    EXPIRED_LEASES,
     RESULT_COLUMNS,
     SESSION_COLUMNS,
     check_limit,
@@ -16,6 +17,7 @@ from ..common import (
     check_period,
     decode_result,
     event_page,
+    leased_session,
     period_start,
     stored_events,
     user_stats_dict,
@@ -129,6 +131,11 @@ def get_checkpoint(conn: Connection, session_id: str) -> CheckpointRecord | None
     return CheckpointRecord(
         session_id, seq, samples, bytes(data), dt.datetime.fromisoformat(created_at)
     )
+
+
+def expired_leases(conn: Connection, before: dt.datetime) -> list[SessionRecord]:
+    rows = conn.raw.execute(EXPIRED_LEASES.format(before="?"), (iso(before), iso(before)))
+    return [leased_session(r, dt.datetime.fromisoformat(r[5])) for r in rows.fetchall()]
 
 
 def last_event(conn: Connection, session_id: str) -> dict[str, Any] | None:

@@ -151,6 +151,17 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    (
+        3,
+        "leases of live sessions",
+        (
+            """CREATE TABLE leases (
+                session_id TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                renewed_at TEXT NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

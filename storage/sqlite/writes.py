@@ -98,11 +98,32 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
         ended = sorted(ended_sessions(batch))
         if ended:
             conn.executemany("DELETE FROM checkpoints WHERE session_id = ?", [(i,) for i in ended])
+            conn.executemany("DELETE FROM leases WHERE session_id = ?", [(i,) for i in ended])
         _recompute_progress(conn, batch, now)
         conn.execute("COMMIT")
     except sqlite3.IntegrityError as exc:
         conn.execute("ROLLBACK")
         raise _integrity_error(conn, batch, exc) from None
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+_RENEW_LEASE = """
+INSERT INTO leases (session_id, holder, renewed_at) VALUES (?, ?, ?)
+ON CONFLICT (session_id) DO UPDATE SET holder = excluded.holder, renewed_at = excluded.renewed_at
+"""
+
+
+def renew_leases(
+    conn: sqlite3.Connection, holder: str, session_ids: list[str], now: dt.datetime
+) -> None:
+    stamp = iso(now)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_RENEW_LEASE, [(i, holder, stamp) for i in session_ids])
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
