@@ -56,9 +56,7 @@ class LeaseKeeper:
         try:
             with trio.fail_after(self.recorder.settings.timeout_s):
                 await storage.renew_leases(self.holder, self.held(), stamp)
-                expired = await storage.expired_leases(
-                    stamp - dt.timedelta(seconds=self.stale_s)
-                )
+                expired = await storage.expired_leases(stamp - dt.timedelta(seconds=self.stale_s))
         except AttributeError:
             return 0  # this backend keeps no leases
         except (StorageError, trio.TooSlowError) as exc:
