@@ -56,4 +56,17 @@ long long lg_ck_save(const char *kind, unsigned version, lg_ck_transfer transfer
 int lg_ck_load(const char *kind, unsigned version, lg_ck_transfer transfer, void *state,
                const void *buf, long long n);
 
+/* Defines a kernel's public checkpoint functions, save_fn(const T *, void *, long long) and
+ * load_fn(T *, const void *, long long) (see status.h: _save and _load), from its transfer
+ * function, under its name and checkpoint version. */
+#define LG_CK_FUNCTIONS(save_fn, load_fn, T, kind, version, transfer)                         \
+    long long save_fn(const T *s, void *buf, long long cap)                                   \
+    {                                                                                          \
+        return s ? lg_ck_save(kind, version, transfer, s, buf, cap) : LG_ERR_ARGUMENT;        \
+    }                                                                                          \
+    int load_fn(T *s, const void *buf, long long n)                                            \
+    {                                                                                          \
+        return s ? lg_ck_load(kind, version, transfer, s, buf, n) : LG_ERR_ARGUMENT;          \
+    }
+
 #endif

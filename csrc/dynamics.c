@@ -133,16 +133,4 @@ static void transfer(lg_ck *ck, void *state)
     lg_truepeak_transfer(ck, d->truepeak);
 }
 
-long long lg_dynamics_save(const lg_dynamics *d, void *buf, long long cap)
-{
-    if (!d)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_save("dynamics", DYNAMICS_CHECKPOINT, transfer, d, buf, cap);
-}
-
-int lg_dynamics_load(lg_dynamics *d, const void *buf, long long n)
-{
-    if (!d)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_load("dynamics", DYNAMICS_CHECKPOINT, transfer, d, buf, n);
-}
+LG_CK_FUNCTIONS(lg_dynamics_save, lg_dynamics_load, lg_dynamics, "dynamics", DYNAMICS_CHECKPOINT, transfer)

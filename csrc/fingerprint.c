@@ -903,16 +903,4 @@ static void transfer(lg_ck *ck, void *state)
     }
 }
 
-long long lg_fingerprint_save(const lg_fingerprint *s, void *buf, long long cap)
-{
-    if (!s)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_save("fprint", FINGERPRINT_CHECKPOINT, transfer, s, buf, cap);
-}
-
-int lg_fingerprint_load(lg_fingerprint *s, const void *buf, long long n)
-{
-    if (!s)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_load("fprint", FINGERPRINT_CHECKPOINT, transfer, s, buf, n);
-}
+LG_CK_FUNCTIONS(lg_fingerprint_save, lg_fingerprint_load, lg_fingerprint, "fprint", FINGERPRINT_CHECKPOINT, transfer)

@@ -253,16 +253,4 @@ static void transfer(lg_ck *ck, void *state)
         m->finished = finished;
 }
 
-long long lg_master_save(const lg_master *m, void *buf, long long cap)
-{
-    if (!m)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_save("master", MASTER_CHECKPOINT, transfer, m, buf, cap);
-}
-
-int lg_master_load(lg_master *m, const void *buf, long long n)
-{
-    if (!m)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_load("master", MASTER_CHECKPOINT, transfer, m, buf, n);
-}
+LG_CK_FUNCTIONS(lg_master_save, lg_master_load, lg_master, "master", MASTER_CHECKPOINT, transfer)

@@ -549,16 +549,4 @@ void lg_onsets_transfer(lg_ck *ck, lg_onsets *s)
 
 static void transfer(lg_ck *ck, void *state) { lg_onsets_transfer(ck, state); }
 
-long long lg_onsets_save(const lg_onsets *s, void *buf, long long cap)
-{
-    if (!s)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_save("onsets", ONSETS_CHECKPOINT, transfer, s, buf, cap);
-}
-
-int lg_onsets_load(lg_onsets *s, const void *buf, long long n)
-{
-    if (!s)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_load("onsets", ONSETS_CHECKPOINT, transfer, s, buf, n);
-}
+LG_CK_FUNCTIONS(lg_onsets_save, lg_onsets_load, lg_onsets, "onsets", ONSETS_CHECKPOINT, transfer)

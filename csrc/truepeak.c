@@ -281,16 +281,4 @@ void lg_truepeak_transfer(lg_ck *ck, lg_truepeak *tp)
 
 static void transfer(lg_ck *ck, void *state) { lg_truepeak_transfer(ck, state); }
 
-long long lg_truepeak_save(const lg_truepeak *tp, void *buf, long long cap)
-{
-    if (!tp)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_save("truepeak", TRUEPEAK_CHECKPOINT, transfer, tp, buf, cap);
-}
-
-int lg_truepeak_load(lg_truepeak *tp, const void *buf, long long n)
-{
-    if (!tp)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_load("truepeak", TRUEPEAK_CHECKPOINT, transfer, tp, buf, n);
-}
+LG_CK_FUNCTIONS(lg_truepeak_save, lg_truepeak_load, lg_truepeak, "truepeak", TRUEPEAK_CHECKPOINT, transfer)

@@ -312,16 +312,4 @@ static void transfer(lg_ck *ck, void *state)
         y->fill = fill;
 }
 
-long long lg_yin_save(const lg_yin *y, void *buf, long long cap)
-{
-    if (!y)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_save("yin", YIN_CHECKPOINT, transfer, y, buf, cap);
-}
-
-int lg_yin_load(lg_yin *y, const void *buf, long long n)
-{
-    if (!y)
-        return LG_ERR_ARGUMENT;
-    return lg_ck_load("yin", YIN_CHECKPOINT, transfer, y, buf, n);
-}
+LG_CK_FUNCTIONS(lg_yin_save, lg_yin_load, lg_yin, "yin", YIN_CHECKPOINT, transfer)
