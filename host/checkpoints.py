@@ -54,8 +54,13 @@ def pack(kind: str, version: int, fields: Mapping[str, Any], blobs: Mapping[str,
         allow_nan=False,
         separators=(",", ":"),
     ).encode()
-    body = b"".join([_HEAD.pack(MAGIC, len(description)), description, *blobs.values()])
-    return body + struct.pack("<Q", _checksum(body))
+    # One buffer, its checksum written in place: a checkpoint is mostly kernel state (hundreds
+    # of KB), so every copy of it counts.
+    packed = bytearray().join(
+        [_HEAD.pack(MAGIC, len(description)), description, *blobs.values(), bytes(8)]
+    )
+    struct.pack_into("<Q", packed, len(packed) - 8, _checksum(memoryview(packed)[:-8]))
+    return packed
 
 
 def unpack(data: bytes, kind: str, version: int) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -102,11 +107,12 @@ def _checksum(data: bytes | memoryview) -> int:
 
 
 def save_kernel(save: Callable[..., int], state: Any) -> bytes:
-    """The checkpoint of a kernel state through its ``lg_<kernel>_save``."""
+    """The checkpoint of a kernel state through its ``lg_<kernel>_save`` (written in place,
+    returned without a copy)."""
     size = check(save(state, ffi.NULL, 0), "checkpoint size")
     buffer = bytearray(size)
     check(save(state, ffi.from_buffer(buffer), size), "checkpoint")
-    return bytes(buffer)
+    return buffer
 
 
 def load_kernel(load: Callable[..., int], state: Any, data: bytes, what: str) -> None:
