@@ -411,7 +411,9 @@ static int decide(lg_onsets *s, int64_t j, int64_t *onset_sample, double *streng
     if (loudest < s->silence_power)
         return 0;
     int64_t at = onset_time(s, j, newest);
-    if (s->last_onset != INT64_MIN && at - s->last_onset < s->min_gap)
+    /* Never two onsets at one sample, even with no minimum gap (neighbouring frames' peaks can
+     * round to the same sample). */
+    if (s->last_onset != INT64_MIN && (at <= s->last_onset || at - s->last_onset < s->min_gap))
         return 0;
     s->last_onset = at;
     *onset_sample = at;

@@ -4,6 +4,7 @@ calibrated onset position, chunk invariance, latency and bad input."""
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from legato.config.params import ParamsInvalid
-from legato.kernels import lib, view
+from legato.kernels import ffi, lib, view
 from legato.plugins.onsets_flux import stage as onsets_stage
 from legato.plugins.onsets_flux.params import OnsetsFluxParams
 from legato.testing import make_stage, run_blocks
@@ -449,3 +450,36 @@ def test_stage_describes_itself() -> None:
     params = {p["name"]: p for p in described["params"]}
     assert params["window"]["default"] == 1024 and params["hop"]["default"] == 256
     assert all(p["doc"] for p in params.values())
+
+
+def test_no_two_onsets_at_one_sample_even_without_a_minimum_gap() -> None:
+    """An input csrc/fuzz/onsets_fuzz found: with min_gap 0 and hop 1, the sub-frame peaks of
+    neighbouring frames rounded to the same sample and the onset was reported twice."""
+    found = base64.b64decode(
+        "Qf8ADQAAjIyMjIyMjAAAAAAAACYAAAAAAAAAAAAAAAAAAAAAAACMjIyMjIyMjIyMjIyMjIyMjAAAAAAAAAAAAAAAAAA"
+        "AAP7//wAAjIyMjIyMjIyMjIyMjIwyjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjI"
+        "yMjIyMjIyMjIyMjIyMAAAAAAAAAAAAAAAtFAAAAAAAAAAAAAAAAAAAAAAAAAAArwCQkJCQkJAAAAAA8QAAAAAAAAAAAA"
+        "AAAAAAAP///8tb7/8="
+    )
+    samples = np.frombuffer(found[34 : 34 + (len(found) - 34) // 4 * 4], dtype=np.float32).copy()
+    state = lib.lg_onsets_new(
+        20895, 21, 1, 29, 1098.49, 16515.69, 5468.83, 0.0, 0, 17, 0, 0, 0.0, 0.0, -200.0, 0
+    )
+    assert state != ffi.NULL
+    try:
+        cap = lib.lg_onsets_max_outputs(state, len(samples)) + lib.lg_onsets_max_outputs(state, -1)
+        at, strength = np.zeros(cap, dtype=np.int64), np.zeros(cap)
+        n = lib.lg_onsets_process(
+            state, view(samples, "float"), len(samples), view(at, "int64_t"),
+            view(strength, "double"), cap,
+        )  # fmt: skip
+        assert n >= 0
+        rest_at, rest_strength = at[n:], strength[n:]
+        m = lib.lg_onsets_finish(
+            state, view(rest_at, "int64_t"), view(rest_strength, "double"), cap - n
+        )
+        assert m >= 0
+        onsets = at[: n + m]
+        assert len(onsets) >= 1 and np.all(np.diff(onsets) > 0), onsets
+    finally:
+        lib.lg_onsets_free(state)
