@@ -7,9 +7,8 @@ sessions `active` in storage. Every `legato serve` process (and every worker of 
 keeps its journal in ``<spool_dir>/journals/<storage>/``; at start it looks there for journals
 whose lock nobody holds, records each session they left open as `abandoned` (ending where its
 last stored event lies), and deletes them. A journal whose process still runs stays locked and
-is not touched. While it serves, it keeps looking (``OrphanWatch``): a process sharing the
-folder that dies meanwhile (another host of a cluster on this machine, a worker) has its
-sessions recorded once its journal has stayed unlocked for the resume grace period.
+is not touched. A process that dies while others serve has its sessions closed by them
+through their leases (``leases.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import hashlib
 import logging
 import os
 import secrets
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -46,15 +43,13 @@ async def recover_orphans(
     folder: Path,
     recorder: Recorder,
     now: float,
-    ripe: Callable[[Path], bool] = lambda _: True,
     fresh_s: float = 0.0,
 ) -> int:
     """Record the sessions that journals of dead processes in ``folder`` left open as
     ``abandoned`` (through ``recorder``), each ending at its last stored event, and delete
-    those journals; returns how many. Only journals that are ``ripe`` (given the path of one
-    found unlocked) are recovered; the others are left for a later look. A session with a
-    checkpoint stored less than ``fresh_s`` ago is left too (its journal kept): it may be
-    continued from it, or already is, on another host that keeps checkpointing it."""
+    those journals; returns how many. A session with a checkpoint stored less than ``fresh_s``
+    ago is left (its journal kept): it may be continued from it, or already is, on another
+    host that keeps checkpointing it; the leases close it if nobody does."""
     count = 0
     for path in sorted(folder.glob("*.journal")):
         try:
@@ -66,8 +61,6 @@ async def recover_orphans(
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its process is alive
-            if not ripe(path):
-                continue
             deferred = 0
             for row in _open_sessions(f.read()).values():
                 if fresh_s > 0 and await _checkpointed_since(row.id, recorder, now - fresh_s):
@@ -126,41 +119,6 @@ def _open_sessions(text: bytes) -> dict[str, SessionRecord]:
         for row in batch.sessions:
             left[row.id] = row
     return left
-
-
-class OrphanWatch:
-    """Recovers, every ``interval_s`` while this process serves, the journals in ``folder``
-    whose process died: each once it has been seen unlocked for ``grace_s`` (the time its
-    clients had to resume), so a journal being created, not yet locked, is never taken; and
-    their sessions checkpointed within ``fresh_s`` only later (``recover_orphans``)."""
-
-    def __init__(
-        self, folder: Path, recorder: Recorder, grace_s: float, interval_s: float, fresh_s: float
-    ) -> None:
-        self.folder = folder
-        self.recorder = recorder
-        self.grace_s = grace_s
-        self.interval_s = interval_s
-        self.fresh_s = fresh_s
-        self._unlocked_since: dict[Path, float] = {}
-
-    async def run(self) -> None:
-        while True:
-            await trio.sleep(self.interval_s)
-            await self.look()
-
-    async def look(self) -> int:
-        """One look: how many sessions it recorded as abandoned."""
-        now = trio.current_time()
-        unlocked: dict[Path, float] = {}
-
-        def ripe(path: Path) -> bool:
-            since = unlocked[path] = self._unlocked_since.get(path, now)
-            return now - since >= self.grace_s
-
-        count = await recover_orphans(self.folder, self.recorder, time.time(), ripe, self.fresh_s)
-        self._unlocked_since = {p: t for p, t in unlocked.items() if p.exists()}
-        return count
 
 
 class Journal:

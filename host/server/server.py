@@ -34,7 +34,7 @@ from ..protocol.messages import (
     ServerShutdown,
     encode,
 )
-from ..records.journal import Journal, OrphanWatch, journal_folder, recover_orphans
+from ..records.journal import Journal, journal_folder, recover_orphans
 from ..records.leases import LeaseKeeper
 from ..records.recorder import Recorder, RecorderSettings
 from ..storage import Storage
@@ -53,8 +53,8 @@ log = logging.getLogger("legato.server")
 
 HANDOFF_WAIT_S = 5.0
 """Longest a handoff waits for its sessions' checkpoints to be stored."""
-ORPHAN_LOOK_S = 2.0
-"""How often a serving process looks for journals of processes that died (``OrphanWatch``)."""
+LEASE_S = 2.0
+"""How often a serving process renews its sessions' leases and looks for expired ones."""
 
 
 class Server:
@@ -69,12 +69,9 @@ class Server:
         worker: WorkerLink | None = None,
         journal: Journal | None = None,
         auth: Authenticator | None = None,
-        orphans: OrphanWatch | None = None,
     ) -> None:
         self.config = config
-        self.orphans = orphans
-        """Records the sessions of processes sharing the journal folder that die meanwhile."""
-        self._watching = trio.CancelScope()
+        self._leasing = trio.CancelScope()
         self.auth = auth
         """Checks clients' tokens; None: auth is off."""
         self.settings = settings or config.server
@@ -120,8 +117,8 @@ class Server:
                     database_timeout_s=self.settings.storage_timeout_s,
                 )
                 await root.start(self.fingerprints.run)
-            if self.orphans is not None:
-                root.start_soon(self._watch_orphans, self.orphans)
+            if self.recorder is not None:
+                root.start_soon(self._keep_leases, self.recorder)
             if self.worker is not None:
                 await root.start(self.worker.run)
                 root.start_soon(self._stop_when_orphaned, self.worker)
@@ -193,19 +190,14 @@ class Server:
         if pending:
             log.info("handed %d of %d session(s) off to the other hosts", len(handed), len(pending))
 
-    async def _watch_orphans(self, orphans: OrphanWatch) -> None:
-        with self._watching:
-            async with trio.open_nursery() as watching:
-                watching.start_soon(orphans.run)
-                if self.recorder is not None:
-                    keeper = LeaseKeeper(
-                        self.recorder,
-                        uuid.uuid4().hex,
-                        self._recorded_sessions,
-                        ORPHAN_LOOK_S,
-                        orphans.fresh_s + 3 * ORPHAN_LOOK_S,
-                    )
-                    watching.start_soon(keeper.run)
+    async def _keep_leases(self, recorder: Recorder) -> None:
+        """Renew this process's leases and close the sessions of dead ones (``LeaseKeeper``)
+        until the drain."""
+        s = self.settings
+        stale = s.resume_grace_s + s.checkpoint_interval_s + 3 * LEASE_S
+        keeper = LeaseKeeper(recorder, uuid.uuid4().hex, self._recorded_sessions, LEASE_S, stale)
+        with self._leasing:
+            await keeper.run()
 
     def _recorded_sessions(self) -> list[str]:
         """The sessions this process holds that are recorded (their leases it renews)."""
@@ -213,7 +205,7 @@ class Server:
 
     async def _drain(self) -> None:
         self.shutting_down = True
-        self._watching.cancel()
+        self._leasing.cancel()
         if self._listen_scope is not None:
             self._listen_scope.cancel()
         timeout = self.settings.shutdown_timeout_s
@@ -431,14 +423,13 @@ async def serve(
     are journaled (``records.journal``)."""
     settings = settings or config.server
     recorder = None if storage is None else await open_recorder(storage, settings)
-    journal = orphans = None
+    journal = None
     if recorder is not None:
         folder = journal_folder(recorder.settings.spool_dir, recorder.storage.url)
         fresh = settings.resume_grace_s + settings.checkpoint_interval_s
         await recover_orphans(folder, recorder, time.time(), fresh_s=fresh)
         journal = Journal(folder)
-        orphans = OrphanWatch(folder, recorder, settings.resume_grace_s, ORPHAN_LOOK_S, fresh)
-    server = Server(config, settings, recorder, library, worker, journal, auth, orphans)
+    server = Server(config, settings, recorder, library, worker, journal, auth)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
