@@ -68,27 +68,21 @@ void lg_ck_config(lg_ck *ck, const void *field, size_t n)
     ck->pos += n;
 }
 
-void lg_ck_state(lg_ck *ck, void *field, size_t n)
+/* Writes the field, or reads it back: when restoring, or in both load passes (`always`). */
+static void move(lg_ck *ck, void *field, size_t n, int always)
 {
     if (!take(ck, n))
         return;
     if (ck->mode == LG_CK_WRITE)
         memcpy(ck->out + ck->pos, field, n);
-    else if (ck->mode == LG_CK_READ && n)
+    else if (n && (ck->mode == LG_CK_READ || (always && ck->mode == LG_CK_CHECK)))
         memcpy(field, ck->in + ck->pos, n);
     ck->pos += n;
 }
 
-void lg_ck_value(lg_ck *ck, void *value, size_t n)
-{
-    if (!take(ck, n))
-        return;
-    if (ck->mode == LG_CK_WRITE)
-        memcpy(ck->out + ck->pos, value, n);
-    else if (ck->mode != LG_CK_SIZE)
-        memcpy(value, ck->in + ck->pos, n);
-    ck->pos += n;
-}
+void lg_ck_state(lg_ck *ck, void *field, size_t n) { move(ck, field, n, 0); }
+
+void lg_ck_value(lg_ck *ck, void *value, size_t n) { move(ck, value, n, 1); }
 
 void lg_ck_refuse(lg_ck *ck)
 {

@@ -110,9 +110,7 @@ def ended_sessions(batch: Batch) -> set[str]:
 
 def finished_sessions(batch: Batch) -> set[str]:
     """The sessions whose progress rows the batch may change: those it ends or gives a result."""
-    return {s.id for s in batch.sessions if s.status != "active"} | {
-        r.session_id for r in batch.results
-    }
+    return ended_sessions(batch) | {r.session_id for r in batch.results}
 
 
 # A replayed start record ("active") must not reopen a session that already finished, and an

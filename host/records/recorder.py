@@ -113,6 +113,10 @@ def _events_by_session(events: Iterable[EventRecord]) -> Counter[str]:
     return Counter(e.session_id for e in events)
 
 
+Stored = Callable[[CheckpointRecord], None]
+"""Called with a checkpoint once the database holds it."""
+
+
 class Recorder:
     """See the module docstring. ``start``, then ``run`` in a nursery, then ``close``."""
 
@@ -127,7 +131,8 @@ class Recorder:
         self._events: list[EventRecord] = []
         self._results: list[ResultRecord] = []
         self._checkpoints: dict[str, CheckpointRecord] = {}  # the latest per session
-        self._on_checkpoint: dict[str, Callable[[CheckpointRecord], None]] = {}
+        self._on_checkpoint: dict[str, tuple[CheckpointRecord, Stored]] = {}
+        """Each session's newest checkpoint with a callback, and that callback."""
         self._oldest: float | None = None
         self._tallies: dict[str, Tally] = {}
         self._notify: dict[str, Notify] = {}
@@ -172,18 +177,16 @@ class Recorder:
         if len(self._events) >= self.settings.max_pending_events:
             self._overflow.set()
 
-    def checkpoint(
-        self, record: CheckpointRecord, stored: Callable[[CheckpointRecord], None] | None = None
-    ) -> None:
+    def checkpoint(self, record: CheckpointRecord, stored: Stored | None = None) -> None:
         """A live session's latest checkpoint, written after the events handed over before it
         (one waiting per session: a newer one replaces it); ``stored(record)`` is called once
-        it is in the database. Checkpoints are not spooled: they matter only while the
-        database answers."""
+        it is in the database (not when an older one is). Checkpoints are not spooled: they
+        matter only while the database answers."""
         if self._sealed:
             return
         self._checkpoints[record.session_id] = record
         if stored is not None:
-            self._on_checkpoint[record.session_id] = stored
+            self._on_checkpoint[record.session_id] = (record, stored)
         self._arm()
 
     def session_ended(self, record: SessionRecord, result: ResultRecord | None) -> None:
@@ -546,9 +549,10 @@ class Recorder:
         if spooled:
             self.totals.spooled -= len(batch.events)
         for checkpoint in batch.checkpoints:
-            stored = self._on_checkpoint.get(checkpoint.session_id)
-            if stored is not None:
-                stored(checkpoint)
+            waiting = self._on_checkpoint.get(checkpoint.session_id)
+            if waiting is not None and waiting[0] is checkpoint:
+                del self._on_checkpoint[checkpoint.session_id]
+                waiting[1](checkpoint)
         self._forget_ended(batch)
 
     def _count_spooled(self, batch: Batch) -> None:

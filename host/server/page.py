@@ -94,19 +94,17 @@ def answer(method: str, target: str, health: Health | None = None) -> bytes:
     if method not in ("GET", "HEAD"):
         return response("405 Method Not Allowed", b"the page takes GET\n")
     path = target.split("?", 1)[0]
+    if path == "/favicon.ico":
+        return response("204 No Content", b"")
     if path == HEALTH_PATH and health is not None:
         serving, state = health()
         status = "200 OK" if serving else "503 Service Unavailable"
-        body = json.dumps(state).encode() + b"\n"
-        full = response(status, body, "application/json")
-        return full if method == "GET" else full[: full.index(b"\r\n\r\n") + 4]
-    if path == "/favicon.ico":
-        return response("204 No Content", b"")
-    found = PAGES.get(path)
-    if found is None:
+        full = response(status, json.dumps(state).encode() + b"\n", "application/json")
+    elif (found := PAGES.get(path)) is not None:
+        name, content_type = found
+        full = response("200 OK", page(name), content_type)
+    else:
         return response("404 Not Found", b"legato serves / (the page) and WebSocket sessions\n")
-    name, content_type = found
-    full = response("200 OK", page(name), content_type)
     return full if method == "GET" else full[: full.index(b"\r\n\r\n") + 4]
 
 
@@ -114,7 +112,7 @@ async def open_connection(
     sock: socket.socket,
     settings: ServerSettings,
     relay_key: str | None = None,
-    session_id: str | None = None,
+    new_session_id: Callable[[], str] | None = None,
     health: Health | None = None,
 ) -> WebSocket | None:
     """Read the request head of a new connection (a non-blocking socket, taken over): a
@@ -124,7 +122,7 @@ async def open_connection(
     (a worker's private port) carry that key instead. The accepted upgrade's response names
     the session the connection is for (``SESSION_HEADER``): the one a reconnecting client
     resumes (``SESSION_QUERY``), so a load balancer learns that this host now holds it, else
-    ``session_id``, the id its ``hello`` will announce."""
+    the id its ``hello`` will announce (from ``new_session_id``, called for upgrades only)."""
     head, rest = await _read_head(sock)
     if head is None:
         if len(rest) > HEAD_LIMIT:
@@ -148,6 +146,7 @@ async def open_connection(
     if why is not None:
         await _reply(sock, response("403 Forbidden", why.encode() + b"\n"))
         return None
+    session_id = new_session_id() if new_session_id is not None else None
     announced = resumed_session(target) or session_id
     extra = {} if announced is None else {SESSION_HEADER: announced}
     reply, accepted = handshake_reply(method, headers, extra)

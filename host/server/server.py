@@ -257,9 +257,7 @@ class Server:
         """Serve a connection's plaintext socket; wrapped, since an exception here would tear
         the whole server down."""
         relayed = relay_key is not None
-        ws = await open_connection(
-            sock, self.settings, relay_key, self.new_session_id(), self.health
-        )
+        ws = await open_connection(sock, self.settings, relay_key, self.new_session_id, self.health)
         if ws is None:
             return
         address = "127.0.0.1" if relayed else self.addresses.address(peer, ws.headers)

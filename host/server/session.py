@@ -7,6 +7,7 @@ and are handed to the recorder (when the server keeps history) from the analysis
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 from collections import deque
@@ -348,13 +349,20 @@ class Session:
 
     # ---- checkpoints --------------------------------------------------------------------
 
+    @functools.cached_property
+    def _identity(self) -> dict[str, str]:
+        """What every checkpoint of the session repeats: who it is, what the client started."""
+        return {
+            "session_id": self.id,
+            "token": token_digest(self.token),
+            "start": encode(self.start),
+            "pipeline": pipeline_signature(self.pipeline),
+        }
+
     def capture(self) -> SessionState:
         """The session between two blocks, as another host would continue it."""
         return SessionState(
-            session_id=self.id,
-            token=token_digest(self.token),
-            start=encode(self.start),
-            pipeline=pipeline_signature(self.pipeline),
+            **self._identity,
             samples=self.counters.samples_analysed,
             seq=self.log.last_seq,
             started_at=self.recording.started_at,
