@@ -134,3 +134,9 @@ static void transfer(lg_ck *ck, void *state)
 }
 
 LG_CK_FUNCTIONS(lg_dynamics_save, lg_dynamics_load, lg_dynamics, "dynamics", DYNAMICS_CHECKPOINT, transfer)
+
+int lg_dynamics_step(lg_step *step, const float *in, int n)
+{
+    return lg_dynamics_process(step->state, in, n, step->out[0], step->out[1], step->out[2],
+                               step->out[3], step->capacity);
+}

@@ -6,6 +6,7 @@
 
 #include "levels.h"
 #include "loudness.h"
+#include "chain.h"
 #include "status.h"
 #include "truepeak.h"
 
@@ -26,6 +27,9 @@ int lg_dynamics_max_outputs(const lg_dynamics *d, int n);
  * number of hops, LG_ERR_ARGUMENT, or LG_ERR_CAPACITY (nothing is consumed then). */
 int lg_dynamics_process(lg_dynamics *d, const float *in, int n, double *rms_db, double *peak_db,
                         double *momentary, double *short_term, int cap);
+/* lg_dynamics_process as a chain step (chain.h; interleaved frames): state an lg_dynamics,
+ * out[] rms, peak, momentary and short-term. */
+int lg_dynamics_step(lg_step *step, const float *in, int n);
 
 /* The meters themselves, for their whole-stream measures (owned by d). */
 lg_levels *lg_dynamics_levels(lg_dynamics *d);

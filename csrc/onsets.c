@@ -552,3 +552,8 @@ void lg_onsets_transfer(lg_ck *ck, lg_onsets *s)
 static void transfer(lg_ck *ck, void *state) { lg_onsets_transfer(ck, state); }
 
 LG_CK_FUNCTIONS(lg_onsets_save, lg_onsets_load, lg_onsets, "onsets", ONSETS_CHECKPOINT, transfer)
+
+int lg_onsets_step(lg_step *step, const float *in, int n)
+{
+    return lg_onsets_process(step->state, in, n, step->out[0], step->out[1], step->capacity);
+}

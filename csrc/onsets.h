@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "checkpoint.h"
+#include "chain.h"
 #include "status.h"
 
 /* cffi:begin */
@@ -59,6 +60,9 @@ int lg_onsets_max_outputs(const lg_onsets *s, int n);
  * consumed). */
 int lg_onsets_process(lg_onsets *s, const float *in, int n, int64_t *onset_sample,
                       double *strength, int cap);
+/* lg_onsets_process as a chain step (chain.h): state an lg_onsets, out[] onset samples and
+ * strengths. */
+int lg_onsets_step(lg_step *step, const float *in, int n);
 
 /* End of stream: decide the frames still waiting for lookahead, with the future that exists.
  * Frames without their full persistence span are not analysed (a sound starting in the last

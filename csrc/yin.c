@@ -313,3 +313,9 @@ static void transfer(lg_ck *ck, void *state)
 }
 
 LG_CK_FUNCTIONS(lg_yin_save, lg_yin_load, lg_yin, "yin", YIN_CHECKPOINT, transfer)
+
+int lg_yin_step(lg_step *step, const float *in, int n)
+{
+    return lg_yin_process(step->state, in, n, step->out[0], step->out[1], step->out[2],
+                          step->capacity);
+}

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "chain.h"
 #include "status.h"
 
 /* cffi:begin */
@@ -48,6 +49,8 @@ int lg_yin_max_outputs(const lg_yin *y, int n);
  * LG_ERR_CAPACITY if cap is too small (nothing consumed then). */
 int lg_yin_process(lg_yin *y, const float *in, int n, double *f0, double *confidence,
                    int *voiced, int cap);
+/* lg_yin_process as a chain step (chain.h): state an lg_yin, out[] f0, confidence, voiced. */
+int lg_yin_step(lg_step *step, const float *in, int n);
 
 /* One frame in isolation (frame[0..W), streaming state untouched): writes d and d' for lags
  * 0..max_lag into diff and cmnd, and returns max_lag + 1 (LG_ERR_ARGUMENT on bad arguments). */

@@ -11,7 +11,17 @@ import numpy as np
 
 from ._kernels import ffi, lib
 
-__all__ = ["KernelError", "OutBuffer", "check", "ffi", "frames_of", "lib", "owned", "view"]
+__all__ = [
+    "KernelError",
+    "OutBuffer",
+    "Step",
+    "check",
+    "ffi",
+    "frames_of",
+    "lib",
+    "owned",
+    "view",
+]
 
 
 class KernelError(RuntimeError):
@@ -84,3 +94,67 @@ class OutBuffers:
         if count > self.capacity:
             self.capacity = min(buffer.reserve(count) for buffer in self.buffers)
         return self.capacity
+
+
+class Step:
+    """A stage's block call as a C ``lg_step`` (csrc/chain.h): the kernel function ``run``
+    (``lg_<kernel>_step``) on ``state``, writing into output arrays this object owns. The graph
+    runs the steps of a pipeline's stages in one C call per block (``legato.engine.graph``);
+    ``process`` runs this one alone. ``frames`` counts what the kernel consumed. Outputs are
+    read as ``arrays`` (numpy) or ``views`` (C arrays: reading one value is the cheapest)."""
+
+    def __init__(
+        self,
+        run: str,
+        state: Any,
+        outputs: list[tuple[Any, str]],
+        needed: Callable[[int], int],
+        *,
+        mono: bool,
+    ) -> None:
+        self.name = run
+        self.c = ffi.new("lg_step *")
+        self.c.run = ffi.addressof(lib, run)
+        self.c.state = state
+        self.c.mono = int(mono)
+        self._state = state  # the kernel state lives as long as the step
+        self._kinds = outputs
+        self._needed = needed
+        self.arrays: list[np.ndarray] = []
+        self.views: list[Any] = []
+        self.grow(0)
+
+    @property
+    def mono(self) -> bool:
+        return bool(self.c.mono)
+
+    @property
+    def frames(self) -> int:
+        return int(self.c.frames)
+
+    @frames.setter
+    def frames(self, value: int) -> None:
+        self.c.frames = value
+
+    def grow(self, frames: int) -> None:
+        """Room for the outputs of a call with ``frames`` frames (the kernel's max_outputs)."""
+        capacity = max(self._needed(frames), self.c.capacity, 1)
+        if capacity == self.c.capacity:
+            return
+        self.arrays, self.views = [], []
+        for i, (dtype, ctype) in enumerate(self._kinds):
+            array = np.zeros(capacity, dtype=dtype)
+            self.arrays.append(array)
+            self.views.append(view(array, ctype))
+            self.c.out[i] = self.views[i]
+        self.c.capacity = capacity
+
+    def process(self, block: np.ndarray) -> int:
+        """Feed ``block`` (C-contiguous float32) alone; returns the count of outputs written."""
+        n = len(block)
+        data = view(block, "float") if n else ffi.NULL
+        status = lib.lg_step_run(self.c, data, n)
+        if status == lib.LG_ERR_CAPACITY:
+            self.grow(n)
+            status = lib.lg_step_run(self.c, data, n)
+        return check(status, self.name)

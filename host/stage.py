@@ -8,10 +8,13 @@ its interface without running it (the Vamp descriptor idea).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import numpy as np
+
+if TYPE_CHECKING:
+    from .kernels import Step
 
 Event = dict[str, Any]
 """One analysis result: at least ``kind`` and ``sample`` (int, samples since stream start)."""
@@ -50,6 +53,21 @@ class AudioStage(Protocol):
 
     def finish_audio(self) -> tuple[np.ndarray, list[Event]]:
         """End of stream: return the remaining audio (e.g. a limiter's lookahead) and events."""
+        ...
+
+
+@runtime_checkable
+class SteppedStage(Protocol):
+    """A stage whose block work is one C call, a ``legato.kernels.Step``. A pipeline's graph
+    runs the steps of its stages in one C call per block (their input mixed down once) and
+    asks a stage for its ``events`` only when its step wrote some outputs; so ``process(block)``
+    must be ``events(step.process(block))``, everything else a block changes being kept by the
+    kernel (``step.frames`` counts the samples)."""
+
+    step: Step
+
+    def events(self, count: int) -> list[Event]:
+        """The events of the ``count`` outputs the step just wrote into ``step.arrays``."""
         ...
 
 

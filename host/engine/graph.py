@@ -13,7 +13,8 @@ from ..checkpoints import CheckpointError, Checkpointing
 from ..config.pipelines import SOURCE, Pipeline, StageConfig
 from ..errors import LegatoError
 from ..kernels import check, lib, view
-from ..stage import AudioStage, Event, Stage, StreamFormat
+from ..stage import AudioStage, Event, Stage, SteppedStage, StreamFormat
+from .chain import Chain
 
 
 class _Node:
@@ -37,10 +38,18 @@ class Graph:
             _Node(s.id, s.inputs[0], s.type.input == "mono", _create(s, fmt))
             for s in pipeline.stages
         ]
+        self._chain = _chain(self._nodes, fmt.channels)
 
     def process(self, block: np.ndarray) -> list[Event]:
         """Feed one block of interleaved audio, shape (frames, channels), any length."""
-        return self._run(self._checked(block), finishing=False)[1]
+        if self._chain is None:
+            return self._run(self._checked(block), finishing=False)[1]
+        counts = self._chain.run(self._checked(block))
+        events: list[Event] = []
+        for i, node in enumerate(self._nodes):
+            if counts[i]:
+                events.extend(self._decorate(node.id, node.stage.events(counts[i])))  # type: ignore[attr-defined]
+        return events
 
     def finish(self) -> list[Event]:
         """End of stream: flush audio stages' tails downstream, then every stage's summaries."""
@@ -139,6 +148,18 @@ class Graph:
                 | event
             )
         return out
+
+
+def _chain(nodes: list[_Node], channels: int) -> Chain | None:
+    """One C call per block for the nodes, when every one is a stepped stage fed the stream
+    the way its step expects (the mix or the frames); None otherwise."""
+    for node in nodes:
+        stage = node.stage
+        if not isinstance(stage, SteppedStage) or node.makes_audio or node.source != SOURCE:
+            return None
+        if stage.step.mono != node.mono:
+            return None
+    return Chain([node.stage for node in nodes], channels)  # type: ignore[misc]
 
 
 def _create(config: StageConfig, fmt: StreamFormat) -> Stage:

@@ -586,6 +586,14 @@ _plain.register_unstructure_hook(
 _CLIENT_TYPES: dict[type, str] = {cls: kind for kind, cls in CLIENT_MESSAGES.items()}
 
 
+def warm_up() -> None:
+    """Generate the encoding code of every server message now: cattrs writes it on a type's
+    first use (about a millisecond each on a slow core), which in a server would land inside
+    some live session's send loop."""
+    for cls in SERVER_MESSAGES:
+        _plain.get_unstructure_hook(cls)
+
+
 def encode(message: Any) -> str:
     """One message as a JSON text frame: a server message (in ``SERVER_MESSAGES``) or a
     client message (in ``CLIENT_MESSAGES``). A client message leaves out its fields that are

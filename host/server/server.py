@@ -10,6 +10,7 @@ a client does can raise into the listener.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from ..protocol.messages import (
     Resume,
     ServerShutdown,
     encode,
+    warm_up,
 )
 from ..records.journal import Journal, journal_folder, recover_orphans
 from ..records.leases import LeaseKeeper
@@ -428,6 +430,8 @@ async def serve(
         await recover_orphans(folder, recorder, time.time(), fresh_s=fresh)
         journal = Journal(folder)
     server = Server(config, settings, recorder, library, worker, journal, auth)
+    warm_up()
+    gc.freeze()  # what startup built lives as long as the process: no collection need scan it
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, server, nursery.cancel_scope)

@@ -3,19 +3,20 @@ call, per-hop values already in reportable dB, into output buffers made once."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from legato.checkpoints import load_kernel, save_kernel
-from legato.kernels import check, ffi, lib, owned, view
+from legato.kernels import Step, ffi, lib, owned
 from legato.meters import check_loudness_format, defined
 
 
 class DynamicsKernel:
-    """One stream's meters; ``process`` returns the per-hop readings of the hops a block
-    completes as lists (rms dBFS, peak dBFS, momentary LUFS, short-term LUFS). The four
-    outputs are the rows of one array, so the readings leave in one ``tolist``."""
+    """One stream's meters. A block is one call of ``step`` (``lg_dynamics_step``, fed
+    interleaved frames), whose outputs are, per hop completed, rms dBFS, peak dBFS, momentary
+    and short-term LUFS."""
 
     def __init__(self, sample_rate: int, channels: int, hop: int) -> None:
         check_loudness_format(sample_rate, channels)
@@ -28,27 +29,13 @@ class DynamicsKernel:
         self._levels = lib.lg_dynamics_levels(self._state)  # owned by the state, kept with it
         self._loudness = lib.lg_dynamics_loudness(self._state)
         self._true_peak = lib.lg_dynamics_truepeak(self._state)
-        self._capacity = 0
-        self._reserve(8)
-
-    def process(self, frames: np.ndarray) -> tuple[list[float], ...]:
-        """``frames``: C-contiguous float32 (n, channels)."""
-        n = len(frames)
-        needed = lib.lg_dynamics_max_outputs(self._state, n)
-        if needed > self._capacity:
-            self._reserve(needed)
-        count = lib.lg_dynamics_process(
-            self._state, view(frames, "float") if n else ffi.NULL, n, *self._rows, self._capacity
+        self.step = Step(
+            "lg_dynamics_step",
+            self._state,
+            [(np.float64, "double")] * 4,
+            functools.partial(lib.lg_dynamics_max_outputs, self._state),
+            mono=False,
         )
-        check(count, "lg_dynamics_process")
-        if not count:
-            return [], [], [], []
-        return tuple(self._readings[:, :count].tolist())
-
-    def _reserve(self, capacity: int) -> None:
-        self._readings = np.zeros((4, capacity), dtype=np.float64)
-        self._rows = [view(row, "double") for row in self._readings]
-        self._capacity = capacity
 
     def save(self) -> bytes:
         return save_kernel(lib.lg_dynamics_save, self._state)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -23,15 +22,12 @@ MARKING_VELOCITIES, so each velocity gets the marking whose own velocity is near
 
 
 def velocity(rms_db: float, floor_db: float) -> int:
-    """MIDI velocity 1-127, linear in dB: 1 at or below floor_db, 127 at 0 dBFS and above."""
+    """MIDI velocity 1-127, linear in dB: 1 at or below floor_db, 127 at 0 dBFS and above
+    (round half up; truncating instead of flooring differs only below 0, which clamps to 1).
+    Called once per hop of every live session, hence the plain arithmetic."""
     position = (rms_db - floor_db) / -floor_db
-    return int(min(max(1 + math.floor(126.0 * position + 0.5), 1), 127))
-
-
-def velocities(rms_db: np.ndarray, floor_db: float) -> np.ndarray:
-    """velocity of every level of an array (the same values, as int64)."""
-    position = (np.asarray(rms_db, dtype=np.float64) - floor_db) / -floor_db
-    return np.clip(1 + np.floor(126.0 * position + 0.5), 1, 127).astype(np.int64)
+    vel = 1 + int(126.0 * position + 0.5)
+    return 1 if vel < 1 else 127 if vel > 127 else vel
 
 
 def marking(vel: int) -> str:
@@ -58,8 +54,8 @@ class LevelSpread:
     def __init__(self) -> None:
         self._levels = Histogram(DB_FLOOR, self.TOP, round((self.TOP - DB_FLOOR) / self.STEP))
 
-    def add(self, levels_db: Iterable[float]) -> None:
-        self._levels.extend(levels_db)
+    def add(self, level_db: float) -> None:
+        self._levels.add(level_db)
 
     @property
     def count(self) -> int:

@@ -1,6 +1,6 @@
 """The streaming dynamics stage: per-hop levels, velocity and marking with the loudness of the
 windows ending at each hop, and an end-of-stream summary (loudness, range, peaks). A block is
-one call into the dynamics kernel; the Python left is building the events."""
+one call into the dynamics kernel (a chain step); the Python left is building the events."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ from legato.kernels import frames_of
 from legato.stage import Event, StreamFormat
 
 from .kernel import DynamicsKernel
-from .mapping import MARKING_OF_VELOCITY, LevelSpread, velocities, velocity
+from .mapping import MARKING_OF_VELOCITY, LevelSpread, velocity
 from .params import DynamicsParams
-
-ARRAY_HOPS = 8
-"""From this many hops in one block on, velocities are computed with numpy: below it numpy's
-fixed cost per call exceeds the Python cost per value (live blocks hold a hop or two)."""
 
 CHECKPOINT = ("dynamics", 1)
 """The stage's checkpoint name and version (raised whenever what it holds changes)."""
@@ -34,21 +30,26 @@ class Dynamics:
         self._floor = params.floor_db
         self._channels = fmt.channels
         self._kernel = DynamicsKernel(fmt.sample_rate, fmt.channels, params.hop)
+        self.step = self._kernel.step
         self._spread = LevelSpread()
         self._hops = 0
 
     def process(self, block: np.ndarray) -> list[Event]:
-        rms, peak, momentary, short_term = self._kernel.process(frames_of(block, self._channels))
-        if not rms:
-            return []
-        self._spread.add(filter(self._floor.__lt__, rms))  # levels above the floor
-        return self._events(self._hop, rms, peak, momentary, short_term)
+        count = self.step.process(frames_of(block, self._channels))
+        return self.events(count) if count else []
+
+    def events(self, count: int) -> list[Event]:
+        rms, peak, momentary, short_term = self.step.views
+        return [
+            self._event(self._hop, rms[k], peak[k], momentary[k], short_term[k])
+            for k in range(count)
+        ]
 
     def finish(self) -> list[Event]:
         events = []
         length, rms, peak, momentary, short_term = self._kernel.partial()
         if length:
-            events = self._events(length, [rms], [peak], [momentary], [short_term])
+            events = [self._event(length, rms, peak, momentary, short_term)]
         events.append(self._summary())
         return events
 
@@ -66,40 +67,26 @@ class Dynamics:
         self._kernel.load(kernel, CHECKPOINT[0])
         self._hops, self._spread = hops, spread
 
-    def _events(
-        self,
-        length: int,
-        rms_db: list[float],
-        peak_db: list[float],
-        momentary: list[float],
-        short_term: list[float],
-    ) -> list[Event]:
-        """One event per hop (each ``length`` frames long) from its readings."""
-        count = len(rms_db)
-        if count >= ARRAY_HOPS:
-            vels = velocities(np.array(rms_db), self._floor).tolist()
-        else:
-            vels = [velocity(r, self._floor) for r in rms_db]
-        first = self._hops * self._hop + length // 2
-        self._hops += count
-        hop = self._hop
-        markings = MARKING_OF_VELOCITY
-        return [
-            {
-                "kind": "dynamics",
-                "sample": first + k * hop,
-                "length": length,
-                "rms_db": r,
-                "peak_db": p,
-                "velocity": v,
-                "marking": markings[v],
-                "momentary_lufs": m,
-                "short_term_lufs": st,
-            }
-            for k, (r, p, v, m, st) in enumerate(
-                zip(rms_db, peak_db, vels, momentary, short_term, strict=True)
-            )
-        ]
+    def _event(
+        self, length: int, rms_db: float, peak_db: float, momentary: float, short_term: float
+    ) -> Event:
+        """The event of the next hop (``length`` frames long) from its readings."""
+        if rms_db > self._floor:
+            self._spread.add(rms_db)
+        vel = velocity(rms_db, self._floor)
+        sample = self._hops * self._hop + length // 2
+        self._hops += 1
+        return {
+            "kind": "dynamics",
+            "sample": sample,
+            "length": length,
+            "rms_db": rms_db,
+            "peak_db": peak_db,
+            "velocity": vel,
+            "marking": MARKING_OF_VELOCITY[vel],
+            "momentary_lufs": momentary,
+            "short_term_lufs": short_term,
+        }
 
     def _summary(self) -> Event:
         kernel = self._kernel

@@ -3,12 +3,13 @@ inter-onset-interval statistics for the end-of-stream timing summary."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from legato.checkpoints import load_kernel, pack, reading, save_kernel, unpack
-from legato.kernels import OutBuffers, check, lib, owned, view
+from legato.kernels import Step, check, lib, owned, view
 from legato.stage import Event, StreamFormat
 
 from .params import OnsetsFluxParams
@@ -91,36 +92,36 @@ class OnsetsFlux:
     def __init__(self, params: OnsetsFluxParams, fmt: StreamFormat) -> None:
         self._rate = fmt.sample_rate
         self._state = new_detector(params, fmt.sample_rate)
-        self._samples = 0
         self._count = 0
         self._last: int | None = None
         self._ioi = _Moments()
-        initial = lib.lg_onsets_max_outputs(self._state, 4096)
-        self._out = OutBuffers((np.int64, "int64_t"), (np.float64, "double"), size=initial)
-        self._at, self._strength = self._out.buffers
+        self.step = Step(
+            "lg_onsets_step",
+            self._state,
+            [(np.int64, "int64_t"), (np.float64, "double")],
+            functools.partial(lib.lg_onsets_max_outputs, self._state),
+            mono=True,
+        )
 
     def process(self, block: np.ndarray) -> list[Event]:
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        n = len(block)
-        self._samples += n
-        cap = self._reserve(lib.lg_onsets_max_outputs(self._state, n))
-        count = lib.lg_onsets_process(
-            self._state, view(block, "float"), n, self._at.ptr, self._strength.ptr, cap
-        )
-        check(count, "lg_onsets_process")
-        return self._events(count) if count else []
+        count = self.step.process(np.ascontiguousarray(block, dtype=np.float32))
+        return self.events(count) if count else []
 
     def finish(self) -> list[Event]:
-        cap = self._reserve(lib.lg_onsets_max_outputs(self._state, -1))
-        count = lib.lg_onsets_finish(self._state, self._at.ptr, self._strength.ptr, cap)
+        step = self.step
+        step.grow(-1)  # the kernel's bound for a finish
+        at, strength = step.arrays
+        count = lib.lg_onsets_finish(
+            self._state, view(at, "int64_t"), view(strength, "double"), len(at)
+        )
         check(count, "lg_onsets_finish")
-        events = self._events(count)
+        events = self.events(count)
         events.append(self._summary())
         return events
 
     def checkpoint(self) -> bytes:
         fields = {
-            "samples": self._samples,
+            "samples": self.step.frames,
             "count": self._count,
             "last": self._last,
             "ioi": self._ioi.state(),
@@ -135,15 +136,10 @@ class OnsetsFlux:
             ioi = _Moments.restored(fields["ioi"])
             kernel = blobs["onsets"]
         load_kernel(lib.lg_onsets_load, self._state, kernel, CHECKPOINT[0])
-        self._samples, self._count, self._last, self._ioi = samples, count, last, ioi
+        self.step.frames, self._count, self._last, self._ioi = samples, count, last, ioi
 
-    def _reserve(self, needed: int) -> int:
-        """Room for at least ``needed`` onsets in both output buffers; returns the capacity."""
-        return self._out.reserve(needed)
-
-    def _events(self, count: int) -> list[Event]:
-        at = self._at.array[:count].tolist()
-        strength = self._strength.array[:count].tolist()
+    def events(self, count: int) -> list[Event]:
+        at, strength = (a[:count].tolist() for a in self.step.arrays)
         for sample in at:
             if self._last is not None:
                 self._ioi.add((sample - self._last) / self._rate)
@@ -156,11 +152,11 @@ class OnsetsFlux:
     def _summary(self) -> Event:
         """Onset rate and inter-onset-interval statistics: the IOI coefficient of variation is
         how evenly the notes were played (0 for a perfectly steady pulse)."""
-        seconds = self._samples / self._rate
+        seconds = self.step.frames / self._rate
         ioi = self._ioi
         return {
             "kind": "summary",
-            "sample": self._samples,
+            "sample": self.step.frames,
             "onsets": self._count,
             "onset_rate_hz": self._count / seconds if seconds > 0 else 0.0,
             "mean_ioi_s": ioi.mean if ioi.n >= 1 else None,

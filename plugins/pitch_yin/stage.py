@@ -5,13 +5,14 @@ end-of-stream summary."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
 import numpy as np
 
 from legato.checkpoints import load_kernel, pack, reading, save_kernel, unpack
-from legato.kernels import OutBuffers, check, lib, owned, view
+from legato.kernels import Step, lib, owned
 from legato.stage import Event, StreamFormat
 
 from .medians import VoicedMedians
@@ -45,32 +46,24 @@ class PitchYin:
         self._state = new_estimator(params, fmt.sample_rate)
         self._centre = lib.lg_yin_window(self._state) // 2
         self._frames = 0
-        self._samples = 0
         self._medians = VoicedMedians(params.fmin, params.fmax)
         self._a4_cents = 1200.0 * math.log2(params.tuning / 440.0)
-        self._out = OutBuffers((np.float64, "double"), (np.float64, "double"), (np.intc, "int"))
+        self.step = Step(
+            "lg_yin_step",
+            self._state,
+            [(np.float64, "double"), (np.float64, "double"), (np.intc, "int")],
+            functools.partial(lib.lg_yin_max_outputs, self._state),
+            mono=True,
+        )
 
     def process(self, block: np.ndarray) -> list[Event]:
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        n = len(block)
-        out = self._out
-        needed = lib.lg_yin_max_outputs(self._state, n)
-        if needed > out.capacity:
-            out.reserve(needed)
-        f0, confidence, voiced = out.buffers
-        count = lib.lg_yin_process(
-            self._state, view(block, "float"), n, f0.ptr, confidence.ptr, voiced.ptr, out.capacity
-        )
-        if count <= 0:
-            check(count, "lg_yin_process")
-            self._samples += n
-            return []
-        self._samples += n
-        return self._events(
-            f0.array[:count].tolist(),
-            confidence.array[:count].tolist(),
-            voiced.array[:count].tolist(),
-        )
+        count = self.step.process(np.ascontiguousarray(block, dtype=np.float32))
+        return self.events(count) if count else []
+
+    def events(self, count: int) -> list[Event]:
+        """Pitch events for the frames the step wrote; the note fields are None when unvoiced."""
+        f0, confidence, voiced = self.step.views
+        return [self._event(f0[k], confidence[k], voiced[k]) for k in range(count)]
 
     def finish(self) -> list[Event]:
         """Only complete frames are analysed: the samples of a final partial frame count in the
@@ -79,7 +72,7 @@ class PitchYin:
         return [
             {
                 "kind": "summary",
-                "sample": self._samples,
+                "sample": self.step.frames,
                 "frames": self._frames,
                 "voiced_frames": voiced,
                 "median_f0": self._medians.f0(),
@@ -89,7 +82,7 @@ class PitchYin:
         ]
 
     def checkpoint(self) -> bytes:
-        fields = {"frames": self._frames, "samples": self._samples}
+        fields = {"frames": self._frames, "samples": self.step.frames}
         blobs = {"yin": save_kernel(lib.lg_yin_save, self._state), **self._medians.state()}
         return pack(*CHECKPOINT, fields, blobs)
 
@@ -101,30 +94,24 @@ class PitchYin:
             medians.restore({"cents": blobs["cents"], "confidence": blobs["confidence"]})
             kernel = blobs["yin"]
         load_kernel(lib.lg_yin_load, self._state, kernel, CHECKPOINT[0])
-        self._frames, self._samples, self._medians = frames, samples, medians
+        self._frames, self.step.frames, self._medians = frames, samples, medians
 
-    def _events(self, f0: list[float], confidence: list[float], voiced: list[int]) -> list[Event]:
-        """Pitch events for a run of frames; the note fields are None when unvoiced."""
-        first = self._frames * self._hop + self._centre
-        self._frames += len(f0)
-        events: list[Event] = []
-        for k, (f, c, v) in enumerate(zip(f0, confidence, voiced, strict=True)):
-            if v:
-                position = semitones(f, self._tuning)
-                midi, note, cents = note_at(position)
-                self._medians.add_cents(100.0 * position + self._a4_cents, c)
-            else:
-                midi = note = cents = None
-            events.append(
-                {
-                    "kind": "pitch",
-                    "sample": first + k * self._hop,
-                    "f0": f,
-                    "voiced": bool(v),
-                    "confidence": c,
-                    "midi": midi,
-                    "note": note,
-                    "cents": cents,
-                }
-            )
-        return events
+    def _event(self, f0: float, confidence: float, voiced: int) -> Event:
+        sample = self._frames * self._hop + self._centre
+        self._frames += 1
+        if voiced:
+            position = semitones(f0, self._tuning)
+            midi, note, cents = note_at(position)
+            self._medians.add_cents(100.0 * position + self._a4_cents, confidence)
+        else:
+            midi = note = cents = None
+        return {
+            "kind": "pitch",
+            "sample": sample,
+            "f0": f0,
+            "voiced": bool(voiced),
+            "confidence": confidence,
+            "midi": midi,
+            "note": note,
+            "cents": cents,
+        }
