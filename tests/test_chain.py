@@ -83,4 +83,3 @@ def test_bad_arguments_are_refused_in_c() -> None:
     steps = ffi.new("lg_step *[]", 1)
     assert lib.lg_chain_run(steps, 1, 2, ffi.NULL, 0, 1, ffi.NULL, counts) == lib.LG_ERR_ARGUMENT
     assert lib.lg_step_run(ffi.NULL, ffi.NULL, 0) == lib.LG_ERR_ARGUMENT
-
