@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -178,7 +179,11 @@ class Session:
             and not self.graph.unmigratable()
         )
         """Checkpointed every ``checkpoint_interval_s``, so another host can continue it."""
-        self._checkpointed_at = time.perf_counter()
+        self._checkpointed_at = time.perf_counter() - random.uniform(0.0, 0.5) * (
+            settings.checkpoint_interval_s
+        )
+        """The first checkpoint comes after 0.5 to 1 interval: sessions that started together
+        (a class, a reconnecting host's clients) do not all checkpoint in the same moment."""
         self.handed_off = False
         """Checkpointed at shutdown and left for another host: it ends without a summary."""
         self._task = trio.CancelScope()
