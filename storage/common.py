@@ -5,13 +5,30 @@ for the session upsert, whose conflict rules both must apply identically."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
+import threading
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any
 
 from legato.storage import Batch, FingerprintRecord, ResultRecord, SessionRecord, StorageError
+
+STORAGE_THREAD_NICENESS = 10
+"""How much lower a backend's database thread runs than the event loop (Linux schedules
+threads separately): when both want the same core, live audio goes first and rows are written
+in the time left (about a tenth of the core while the loop is busy, all of it when it is
+not)."""
+
+
+def yield_to_live_work() -> None:
+    """Lower the calling thread's CPU priority by ``STORAGE_THREAD_NICENESS``, where the OS
+    lets a thread do so."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STORAGE_THREAD_NICENESS)
+
 
 PERIODS = ("daily", "weekly", "monthly")
 

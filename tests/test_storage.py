@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ from legato.storage import (
     StorageError,
     StorageUnavailable,
 )
+from legato.storage_plugins.common import STORAGE_THREAD_NICENESS
 
 if TYPE_CHECKING:
     from storage_fixtures import Backend
@@ -344,6 +347,18 @@ async def test_events_of_an_unknown_session_reject_the_whole_batch(
 
 async def test_empty_batch_is_a_no_op(storage: Storage) -> None:
     await storage.write(Batch())
+
+
+async def test_database_threads_yield_to_the_event_loop(storage: Storage, uid: str) -> None:
+    await storage.write(Batch(sessions=(session(uid, user=uid),)))  # its threads are running
+    loop = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    names = ("legato-sqlite", "legato-postgres")
+    ours = [t for t in threading.enumerate() if t.name.startswith(names)]
+    assert ours, [t.name for t in threading.enumerate()]
+    for thread in ours:
+        assert thread.native_id is not None
+        niceness = os.getpriority(os.PRIO_PROCESS, thread.native_id)
+        assert niceness == min(loop + STORAGE_THREAD_NICENESS, 19), thread.name
 
 
 async def test_concurrent_writers_on_one_instance(storage: Storage, uid: str) -> None:

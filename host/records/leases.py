@@ -42,11 +42,19 @@ class LeaseKeeper:
         self.held = held
         self.interval_s = interval_s
         self.stale_s = stale_s
+        self._woken = trio.Event()
+
+    def wake(self) -> None:
+        """Renew now rather than at the next interval: a session just started, and until its
+        lease exists nobody could close it if this process died."""
+        self._woken.set()
 
     async def run(self) -> None:
         while True:
+            self._woken = trio.Event()
             await self.look()
-            await trio.sleep(self.interval_s)
+            with trio.move_on_after(self.interval_s):
+                await self._woken.wait()
 
     async def look(self) -> int:
         """Renew, then close what expired: how many sessions it recorded as abandoned."""

@@ -74,6 +74,7 @@ class Server:
     ) -> None:
         self.config = config
         self._leasing = trio.CancelScope()
+        self._leases: LeaseKeeper | None = None
         self.auth = auth
         """Checks clients' tokens; None: auth is off."""
         self.settings = settings or config.server
@@ -198,6 +199,7 @@ class Server:
         s = self.settings
         stale = s.resume_grace_s + s.checkpoint_interval_s + 3 * LEASE_S
         keeper = LeaseKeeper(recorder, uuid.uuid4().hex, self._recorded_sessions, LEASE_S, stale)
+        self._leases = keeper
         with self._leasing:
             await keeper.run()
 
@@ -365,6 +367,8 @@ class Server:
         self.sessions[session.id] = session
         if self.journal is not None and session.recording.recorder is not None:
             self.journal.started(session.recording.row("active", 0))
+        if self._leases is not None and session.recording.recorder is not None:
+            self._leases.wake()
         assert self._root is not None
         self._root.start_soon(self._analyse, session)
 

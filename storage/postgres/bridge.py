@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from ..common import yield_to_live_work
+
 T = TypeVar("T")
 
 CANCEL_GRACE_S = 5.0
@@ -55,6 +57,7 @@ class AsyncioBridge:
         await trio.to_thread.run_sync(self._ready.wait)
 
     def _main(self) -> None:
+        yield_to_live_work()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop

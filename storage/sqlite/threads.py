@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import queue
 import sqlite3
 import threading
@@ -31,6 +30,8 @@ import attrs
 import outcome
 import sqlite_utils
 import trio
+
+from ..common import yield_to_live_work
 
 T = TypeVar("T")
 
@@ -98,18 +99,6 @@ class _Job:
     abandoned: bool = False
 
 
-WRITER_NICENESS = 10
-"""How much lower the writer's CPU priority is than the event loop's (Linux schedules threads
-separately): when both want the same core, live audio goes first and rows are written in the
-time left (about a tenth of the core while the loop is busy, all of it when it is not)."""
-
-
-def _yield_to_live_work() -> None:
-    """Lower the calling thread's priority by ``WRITER_NICENESS``, where the OS allows it."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
-
-
 class WriterThread:
     """One daemon thread running submitted functions one at a time, in submission order, and
     ``on_exit`` (closing its connection) when it is stopped."""
@@ -121,7 +110,7 @@ class WriterThread:
         self._thread.start()
 
     def _serve(self) -> None:
-        _yield_to_live_work()
+        yield_to_live_work()
         try:
             while (job := self._jobs.get()) is not None:
                 if job.abandoned:
