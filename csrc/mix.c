@@ -1,7 +1,9 @@
-/* Channel downmix; see mix.h. */
+/* Channel downmix and finite copies; see mix.h. */
 #include "mix.h"
 
+#include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 int lg_downmix(const float *in, int n, int channels, float *out)
 {
@@ -21,4 +23,20 @@ int lg_downmix(const float *in, int n, int channels, float *out)
         out[i] = sum * scale;
     }
     return n;
+}
+
+int lg_finite_copy(const void *in, int n, float *out)
+{
+    if (n < 0 || (n > 0 && (!in || !out)))
+        return LG_ERR_ARGUMENT;
+    const unsigned char *bytes = in;
+    int replaced = 0;
+    for (int i = 0; i < n; i++) {
+        float v;
+        memcpy(&v, bytes + (size_t)i * sizeof v, sizeof v);
+        int bad = !isfinite(v);
+        replaced += bad;
+        out[i] = bad ? 0.0f : v;
+    }
+    return replaced;
 }

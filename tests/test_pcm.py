@@ -79,6 +79,22 @@ def test_non_finite_samples_are_counted_and_zeroed(frames: np.ndarray) -> None:
     assert np.all(pcm.to_s16le(frames)[bad] == 0)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 8), st.data())
+def test_any_f32le_bytes_decode_as_numpy_reads_them(channels: int, data: st.DataObject) -> None:
+    """Every bit pattern (signalling NaNs, negative zero, subnormals), from a buffer at an odd
+    address too: the live path reads the bytes itself."""
+    n = data.draw(st.integers(0, 40))
+    payload = data.draw(st.binary(min_size=4 * channels * n, max_size=4 * channels * n))
+    expected = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    bad = ~np.isfinite(expected)
+    expected[bad] = 0.0
+    for buffer in (payload, memoryview(b"\0" + payload)[1:]):
+        decoded, replaced = pcm.decode(buffer, "f32le", channels)  # type: ignore[arg-type]
+        assert replaced == int(bad.sum())
+        assert decoded.tobytes() == expected.tobytes() and decoded.shape == (n, channels)
+
+
 @pytest.mark.parametrize("sample_format", FORMATS)
 @settings(max_examples=50, deadline=None)
 @given(channels=channel_counts, n=st.integers(0, 48), data=st.data())
